@@ -1,0 +1,89 @@
+"""The expert interface: one backend class per way of generating text, chosen by `backend.kind` in config."""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from experts.catalog import ExpertSpec
+
+
+class ExpertError(RuntimeError):
+    """An expert could not answer (backend down, bad output); the ingress maps it to a 5xx."""
+
+
+@dataclass
+class GenerationRequest:
+    """What the ingress asks of an expert, whatever its backend."""
+
+    messages: list[dict[str, str]]
+    max_tokens: int | None = None
+    temperature: float = 0.7
+    top_p: float = 1.0
+    stop: list[str] | None = None
+    seed: int | None = None
+    request_id: str = ""
+
+
+@dataclass
+class GenerationResult:
+    """A finished answer with the figures every expert call must report."""
+
+    text: str
+    tokens_in: int
+    tokens_out: int
+    latency_s: float
+    finish_reason: str = "stop"
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Backend-specific facts, e.g. the recorded score and cost of a replayed answer."""
+
+
+@dataclass
+class StreamChunk:
+    """A piece of a streamed answer; the last chunk carries `result` with the totals."""
+
+    delta: str
+    result: GenerationResult | None = None
+
+
+class ExpertBackend(ABC):
+    """Generates text for one expert. `start` loads the model; nothing heavy happens in __init__."""
+
+    def __init__(self, spec: ExpertSpec):
+        self.spec = spec
+        self.config = spec.backend
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Load models or open connections."""
+
+    @abstractmethod
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        """Answer a chat request in one piece."""
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        """Answer piece by piece; backends without native streaming send one chunk."""
+        result = await self.generate(request)
+        yield StreamChunk(delta=result.text, result=result)
+
+    def max_tokens(self, request: GenerationRequest) -> int:
+        return min(request.max_tokens or self.spec.max_new_tokens, self.spec.max_new_tokens)
+
+
+BACKENDS: dict[str, str] = {
+    "transformers": "experts.transformers_backend:TransformersBackend",
+    "vllm": "experts.vllm_backend:VLLMBackend",
+    "openai": "experts.openai_backend:OpenAIBackend",
+    "replay": "experts.replay_backend:ReplayBackend",
+}
+
+
+def build_backend(spec: ExpertSpec) -> ExpertBackend:
+    """Instantiate the backend named by `spec.backend.kind` (imported lazily: vLLM is a GPU-only extra)."""
+    kind = spec.backend.kind
+    if kind not in BACKENDS:
+        raise ValueError(f"Invalid backend {kind!r}. Available backends are {sorted(BACKENDS)}")
+    module, cls = BACKENDS[kind].split(":")
+    return getattr(importlib.import_module(module), cls)(spec)

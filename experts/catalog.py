@@ -1,0 +1,128 @@
+"""The expert catalog: one typed description of every expert, shared by serving, routing and rewards.
+
+Each expert names its backend (how to generate text) and the figures strategies and rewards use to trade off
+quality, cost, latency and carbon. The same catalog drives the Serve graph, offline training and the learner.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TransformersBackendConfig(_Strict):
+    """Real generation with Hugging Face transformers (CPU or GPU)."""
+
+    kind: Literal["transformers"] = "transformers"
+    model: str = Field(description="Hub id, local directory, or 'packaged:<name>' (see experts.packaged_models).")
+    device: str = Field("auto", description="'auto' picks cuda when available, else cpu.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="'auto' is float32 on CPU and bfloat16 on GPU."
+    )
+    max_input_tokens: int = Field(1024, gt=0, description="Longer prompts keep their end.")
+    torch_threads: int | None = Field(None, gt=0, description="torch intra-op threads for CPU replicas.")
+
+
+class VLLMBackendConfig(_Strict):
+    """vLLM's async engine on GPUs. `engine_module` swaps the engine (tests use experts.fake_vllm)."""
+
+    kind: Literal["vllm"] = "vllm"
+    model: str = Field(description="Hub id or local directory of the model vLLM serves.")
+    engine_module: str = Field(
+        "vllm",
+        description="Module exposing AsyncEngineArgs, AsyncLLMEngine and SamplingParams. 'vllm' in production; "
+        "'experts.fake_vllm' runs the same wiring on CPU without vLLM.",
+    )
+    tensor_parallel_size: int = Field(1, ge=1)
+    max_model_len: int | None = Field(None, gt=0)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    dtype: str = "auto"
+    engine_kwargs: dict = Field(default_factory=dict, description="Extra AsyncEngineArgs fields.")
+
+
+class OpenAIBackendConfig(_Strict):
+    """Any OpenAI-compatible HTTP endpoint (a vLLM server elsewhere, a hosted API)."""
+
+    kind: Literal["openai"] = "openai"
+    model: str = Field(description="Model name sent to the endpoint.")
+    base_url: str = Field(description="Base URL up to and including /v1.")
+    api_key_env: str | None = Field(None, description="Environment variable holding the API key.")
+    timeout_s: float = Field(60.0, gt=0)
+
+
+class ReplayBackendConfig(_Strict):
+    """Answers with the recorded response of a RouterBench-format table, for offline evaluation over HTTP."""
+
+    kind: Literal["replay"] = "replay"
+    data: str = Field(description="RouterBench CSV file or a directory of them.")
+    model: str = Field(description="Column (model name) in the table whose outcomes this expert replays.")
+
+
+BackendConfig = Annotated[
+    TransformersBackendConfig | VLLMBackendConfig | OpenAIBackendConfig | ReplayBackendConfig,
+    Field(discriminator="kind"),
+]
+
+
+class ExpertSpec(_Strict):
+    """One expert: how it generates, what it costs, and how good and green it is expected to be."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Identifier used in requests and metrics.")
+    backend: BackendConfig
+    params_b: float = Field(gt=0, description="Parameter count in billions.")
+    price_in_per_1k: float = Field(ge=0, description="USD per 1,000 input tokens.")
+    price_out_per_1k: float = Field(ge=0, description="USD per 1,000 output tokens.")
+    energy_per_token_j: float = Field(ge=0, description="Estimated joules per processed token.")
+    expected_latency_s: float = Field(gt=0, description="Typical end-to-end latency of one answer.")
+    quality_prior: float = Field(ge=0, le=1, description="Prior answer quality in [0, 1].")
+    max_new_tokens: int = Field(256, gt=0, description="Default cap on generated tokens.")
+    num_replicas: int = Field(1, ge=1)
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (1 for a vLLM expert).")
+    num_cpus: float = Field(0.5, ge=0, description="CPUs per replica.")
+
+
+class ExpertCatalog(_Strict):
+    """Ordered experts plus the grid's carbon intensity; the order fixes each strategy's output index."""
+
+    experts: list[ExpertSpec] = Field(min_length=1)
+    carbon_intensity_g_per_kwh: float = Field(
+        400.0, gt=0, description="Grid carbon intensity used to turn energy into gCO2eq."
+    )
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ExpertCatalog:
+        names = [e.name for e in self.experts]
+        if len(set(names)) != len(names):
+            raise ValueError(f"expert names must be unique, got {names}")
+        return self
+
+    @property
+    def names(self) -> list[str]:
+        return [e.name for e in self.experts]
+
+    def __len__(self) -> int:
+        return len(self.experts)
+
+    def get(self, name: str) -> ExpertSpec:
+        for expert in self.experts:
+            if expert.name == name:
+                return expert
+        raise KeyError(f"Unknown expert {name!r}. Available experts are {self.names}")
+
+    def index(self, name: str) -> int:
+        return self.names.index(self.get(name).name)
+
+    def cost_usd(self, name: str, tokens_in: int, tokens_out: int) -> float:
+        """Price of one call from per-token prices."""
+        e = self.get(name)
+        return (tokens_in * e.price_in_per_1k + tokens_out * e.price_out_per_1k) / 1000.0
+
+    def carbon_g(self, name: str, tokens_in: int, tokens_out: int) -> float:
+        """Estimated gCO2eq of one call: energy per token times tokens times grid intensity."""
+        joules = self.get(name).energy_per_token_j * (tokens_in + tokens_out)
+        return joules / 3.6e6 * self.carbon_intensity_g_per_kwh

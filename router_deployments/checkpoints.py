@@ -1,0 +1,70 @@
+"""Self-describing checkpoints: safetensors weights plus a JSON of architecture, experts and metrics.
+
+A checkpoint is a directory holding `weights.safetensors` and `meta.json`. Nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+WEIGHTS_FILE = "weights.safetensors"
+META_FILE = "meta.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt, or does not match the strategy or expert list it is loaded into."""
+
+
+def save_checkpoint(path: str | Path, tensors: dict[str, Any], meta: dict[str, Any]) -> Path:
+    """Write tensors (torch) and meta (JSON-serialisable) to directory `path`, atomically per file."""
+    import torch
+    from safetensors.torch import save_file
+
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    for name, t in contiguous.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"refusing to save non-finite values in tensor {name!r}")
+    tmp_w, tmp_m = out / (WEIGHTS_FILE + ".tmp"), out / (META_FILE + ".tmp")
+    save_file(contiguous, str(tmp_w))
+    tmp_m.write_text(json.dumps(meta, indent=2, sort_keys=True))
+    tmp_w.replace(out / WEIGHTS_FILE)
+    tmp_m.replace(out / META_FILE)
+    return out
+
+
+def load_checkpoint(
+    path: str | Path, *, strategy: str | None = None, experts: list[str] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read a checkpoint and check it was written for `strategy` over exactly `experts` (in order)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    root = Path(path)
+    if not root.is_dir():
+        raise CheckpointError(f"checkpoint directory {root} does not exist")
+    for name in (WEIGHTS_FILE, META_FILE):
+        if not (root / name).is_file():
+            raise CheckpointError(f"checkpoint {root} is missing {name}")
+    try:
+        meta = json.loads((root / META_FILE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"checkpoint {root}: {META_FILE} is not valid JSON ({e})") from e
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint {root}: {META_FILE} must hold a JSON object")
+    try:
+        tensors = load_file(str(root / WEIGHTS_FILE))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {root}: {WEIGHTS_FILE} is corrupt ({e})") from e
+    if strategy is not None and meta.get("strategy") != strategy:
+        raise CheckpointError(
+            f"checkpoint {root} was written by strategy {meta.get('strategy')!r}, not {strategy!r}"
+        )
+    if experts is not None and meta.get("experts") != list(experts):
+        raise CheckpointError(
+            f"checkpoint {root} routes over experts {meta.get('experts')}, but this router has {list(experts)}"
+        )
+    return tensors, meta

@@ -1,0 +1,67 @@
+"""Objective weights and the per-expert figures that routing trades off (quality, cost, carbon, latency)."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from experts.catalog import ExpertCatalog
+
+# A typical request used to turn per-token prices and energy into per-call figures.
+TYPICAL_TOKENS_IN = 200
+TYPICAL_TOKENS_OUT = 200
+
+
+class ObjectiveWeights(BaseModel):
+    """How much each objective counts. Quality is a gain; cost, carbon and latency are penalties."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    quality: float = Field(1.0, ge=0)
+    cost: float = Field(0.0, ge=0)
+    carbon: float = Field(0.0, ge=0)
+    latency: float = Field(0.0, ge=0)
+
+    def as_array(self) -> np.ndarray:
+        return np.array([self.quality, self.cost, self.carbon, self.latency], dtype=np.float32)
+
+
+class ExpertProfile:
+    """Per-expert figures from the catalog, each penalty scaled to [0, 1] by its largest value."""
+
+    def __init__(self, catalog: ExpertCatalog):
+        self.names = catalog.names
+        self.quality = np.array([e.quality_prior for e in catalog.experts], dtype=np.float32)
+        self.cost = np.array(
+            [catalog.cost_usd(n, TYPICAL_TOKENS_IN, TYPICAL_TOKENS_OUT) for n in self.names], dtype=np.float32
+        )
+        self.carbon = np.array(
+            [catalog.carbon_g(n, TYPICAL_TOKENS_IN, TYPICAL_TOKENS_OUT) for n in self.names], dtype=np.float32
+        )
+        self.latency = np.array([e.expected_latency_s for e in catalog.experts], dtype=np.float32)
+
+    @staticmethod
+    def _scaled(x: np.ndarray) -> np.ndarray:
+        top = float(x.max())
+        return x / top if top > 0 else np.zeros_like(x)
+
+    @property
+    def cost_norm(self) -> np.ndarray:
+        return self._scaled(self.cost)
+
+    @property
+    def carbon_norm(self) -> np.ndarray:
+        return self._scaled(self.carbon)
+
+    @property
+    def latency_norm(self) -> np.ndarray:
+        return self._scaled(self.latency)
+
+    def utility(self, quality: np.ndarray, weights: ObjectiveWeights) -> np.ndarray:
+        """Weighted value of each expert given predicted quality (shape [..., n_experts])."""
+        return (
+            weights.quality * quality
+            - weights.cost * self.cost_norm
+            - weights.carbon * self.carbon_norm
+            - weights.latency * self.latency_norm
+        )

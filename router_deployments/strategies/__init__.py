@@ -1,0 +1,47 @@
+"""Strategy registry: adding a strategy is one module, one line here, and one test file.
+
+Entries are import paths so that listing or validating names never imports torch or transformers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from experts.catalog import ExpertCatalog
+from router_deployments.strategies.base import (
+    Experience,
+    RouteContext,
+    RoutingDecision,
+    RoutingStrategy,
+    StrategyConfig,
+)
+
+STRATEGIES: dict[str, str] = {
+    "dummy": "router_deployments.strategies.dummy:DummyStrategy",
+}
+
+
+def get_strategy_class(name: str) -> type[RoutingStrategy]:
+    if name not in STRATEGIES:
+        raise KeyError(f"Invalid strategy {name!r}. Available strategies are {sorted(STRATEGIES)}")
+    module, cls = STRATEGIES[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def build_strategy(name: str, catalog: ExpertCatalog, config: dict[str, Any] | None = None) -> RoutingStrategy:
+    """Instantiate a strategy by name with its typed config; call .setup() before routing."""
+    cls = get_strategy_class(name)
+    return cls(catalog, cls.Config(**(config or {})))
+
+
+__all__ = [
+    "STRATEGIES",
+    "Experience",
+    "RouteContext",
+    "RoutingDecision",
+    "RoutingStrategy",
+    "StrategyConfig",
+    "build_strategy",
+    "get_strategy_class",
+]

@@ -1,0 +1,164 @@
+"""The routing-strategy interface every strategy implements, and the records it consumes and produces."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from experts.catalog import ExpertCatalog
+from router_deployments.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from router_deployments.objectives import ExpertProfile, ObjectiveWeights
+
+
+class StrategyConfig(BaseModel):
+    """Base of every strategy's config: unknown keys are errors, not silent defaults."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    checkpoint: str | None = None
+    """Directory of a checkpoint to load at start (learnable strategies only)."""
+
+
+@dataclass
+class RouteContext:
+    """What a strategy sees of one request."""
+
+    text: str
+    embedding: np.ndarray
+    weights: ObjectiveWeights = field(default_factory=ObjectiveWeights)
+    carbon_budget_left: float = 1.0
+    """Fraction of the carbon budget still unspent, in [0, 1]."""
+
+
+@dataclass
+class RoutingDecision:
+    """Where one request goes and why."""
+
+    expert: str
+    confidence: float
+    scores: dict[str, float]
+    strategy: str
+    policy_version: int
+    fanout: list[str]
+    """Experts to call: [expert] for most strategies, the top-k for a sparse mixture."""
+    probs: list[float] | None = None
+    """Probability the strategy gave each expert, in catalog order (for learning from logged decisions)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "expert": self.expert,
+            "confidence": self.confidence,
+            "scores": self.scores,
+            "strategy": self.strategy,
+            "policy_version": self.policy_version,
+            "fanout": self.fanout,
+            "probs": self.probs,
+        }
+
+
+@dataclass
+class Experience:
+    """One observed outcome, the unit of online learning."""
+
+    embedding: np.ndarray
+    expert: int
+    reward: float
+    quality: float
+    cost_usd: float = 0.0
+    carbon_g: float = 0.0
+    latency_s: float = 0.0
+    carbon_budget_left: float = 1.0
+
+
+def softmax(x: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = x / max(temperature, 1e-6)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class RoutingStrategy(ABC):
+    """Scores every expert for a batch of requests; learnable strategies also learn and checkpoint."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[StrategyConfig]] = StrategyConfig
+    learnable: ClassVar[bool] = False
+
+    def __init__(self, catalog: ExpertCatalog, config: StrategyConfig | None = None):
+        self.catalog = catalog
+        self.config = config if config is not None else self.Config()
+        self.profile = ExpertProfile(catalog)
+        self.policy_version = 0
+
+    def setup(self) -> None:
+        """Load models and checkpoints. Heavy work lives here, not in __init__."""
+        if self.config.checkpoint:
+            self.load(self.config.checkpoint)
+
+    @abstractmethod
+    def score(self, contexts: list[RouteContext]) -> np.ndarray:
+        """Return a [batch, n_experts] array, higher is better for that request."""
+
+    def route_batch(self, contexts: list[RouteContext]) -> list[RoutingDecision]:
+        """Pick the best-scoring expert for each request."""
+        scores = np.asarray(self.score(contexts), dtype=np.float64)
+        probs = softmax(scores)
+        return [self._decision(s, p, [int(np.argmax(s))]) for s, p in zip(scores, probs)]
+
+    def route(self, context: RouteContext) -> RoutingDecision:
+        return self.route_batch([context])[0]
+
+    def _decision(self, scores: np.ndarray, probs: np.ndarray, chosen: list[int]) -> RoutingDecision:
+        names = self.catalog.names
+        return RoutingDecision(
+            expert=names[chosen[0]],
+            confidence=float(probs[chosen[0]]),
+            scores={n: float(s) for n, s in zip(names, scores)},
+            strategy=self.name,
+            policy_version=self.policy_version,
+            fanout=[names[i] for i in chosen],
+            probs=[float(p) for p in probs],
+        )
+
+    # --- learning (learnable strategies override) -------------------------------------------------------
+    def learn(self, batch: list[Experience]) -> dict[str, float]:
+        """One online update from observed outcomes; returns training metrics."""
+        raise NotImplementedError(f"strategy {self.name!r} does not learn online")
+
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError(f"strategy {self.name!r} has no weights")
+
+    def load_state_dict(self, state: dict[str, Any], version: int | None = None) -> None:
+        raise NotImplementedError(f"strategy {self.name!r} has no weights")
+
+    def architecture(self) -> dict[str, Any]:
+        """Everything needed to rebuild the network before loading weights."""
+        return {}
+
+    def save(self, path: str | Path, metrics: dict[str, Any] | None = None) -> Path:
+        meta = {
+            "strategy": self.name,
+            "experts": self.catalog.names,
+            "architecture": self.architecture(),
+            "policy_version": self.policy_version,
+            "metrics": metrics or {},
+        }
+        return save_checkpoint(path, self.state_dict(), meta)
+
+    def load(self, path: str | Path) -> dict[str, Any]:
+        tensors, meta = load_checkpoint(path, strategy=self.name, experts=self.catalog.names)
+        if meta.get("architecture") != self.architecture():
+            raise CheckpointError(
+                f"checkpoint {path} has architecture {meta.get('architecture')}, "
+                f"but this {self.name} router is configured as {self.architecture()}"
+            )
+        try:
+            self.load_state_dict(tensors, version=int(meta.get("policy_version", 0)))
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise CheckpointError(f"checkpoint {path} does not fit the {self.name} network: {e}") from e
+        return meta
