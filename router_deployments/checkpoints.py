@@ -60,9 +60,7 @@ def load_checkpoint(
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"checkpoint {root}: {WEIGHTS_FILE} is corrupt ({e})") from e
     if strategy is not None and meta.get("strategy") != strategy:
-        raise CheckpointError(
-            f"checkpoint {root} was written by strategy {meta.get('strategy')!r}, not {strategy!r}"
-        )
+        raise CheckpointError(f"checkpoint {root} was written by strategy {meta.get('strategy')!r}, not {strategy!r}")
     if experts is not None and meta.get("experts") != list(experts):
         raise CheckpointError(
             f"checkpoint {root} routes over experts {meta.get('experts')}, but this router has {list(experts)}"

@@ -1,0 +1,41 @@
+"""The embedding deployment: batches prompts from every ingress replica into one encoder forward pass."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from ray import serve
+
+from router_deployments.encoder import SentenceEncoder
+
+
+class EmbeddingDeployment:
+    """Plain class; the builder sets replicas and GPU share. Lives on a GPU when the replica has one."""
+
+    def __init__(
+        self,
+        model: str,
+        max_length: int = 256,
+        device: str = "auto",
+        max_batch_size: int = 32,
+        batch_wait_timeout_s: float = 0.0,
+        torch_threads: int | None = None,
+    ):
+        if torch_threads:
+            import torch
+
+            torch.set_num_threads(torch_threads)
+        self.encoder = SentenceEncoder(model, max_length=max_length, device=device)
+        self.embed.set_max_batch_size(max_batch_size)
+        self.embed.set_batch_wait_timeout_s(batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
+    async def embed(self, texts: list[str]) -> list[np.ndarray]:
+        """One text in, one unit vector out; Serve gathers concurrent calls into a batch."""
+        # Off the event loop so the next batch can gather while this one runs.
+        vectors = await asyncio.to_thread(self.encoder.encode, texts, len(texts))
+        return list(vectors)
+
+    def info(self) -> dict:
+        return {"model": self.encoder.model_name, "dim": self.encoder.dim, "device": self.encoder.device}

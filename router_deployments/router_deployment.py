@@ -1,0 +1,99 @@
+"""The router deployment: holds the enabled strategies and turns (text, embedding, preferences) into a decision."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from ray import serve
+
+from experts.catalog import ExpertCatalog
+from router_deployments.objectives import ObjectiveWeights
+from router_deployments.strategies import STRATEGIES, RouteContext, RoutingStrategy, build_strategy
+
+logger = logging.getLogger(__name__)
+
+
+class UnknownStrategyError(ValueError):
+    """The request named a strategy this deployment does not serve."""
+
+
+@dataclass
+class RouteQuery:
+    """One routing question as the ingress sends it."""
+
+    text: str
+    embedding: np.ndarray
+    strategy: str | None = None
+    weights: dict[str, float] | None = None
+    carbon_budget_left: float = 1.0
+
+
+class RouterDeployment:
+    """Plain class; the builder sets replicas. Strategies are built and set up once, at replica start."""
+
+    def __init__(
+        self,
+        catalog: ExpertCatalog,
+        strategies: dict[str, dict],
+        default_strategy: str,
+        default_weights: dict[str, float] | None = None,
+        max_batch_size: int = 32,
+        batch_wait_timeout_s: float = 0.0,
+    ):
+        self.catalog = catalog
+        self.default_strategy = default_strategy
+        self.default_weights = ObjectiveWeights(**(default_weights or {}))
+        self.strategies: dict[str, RoutingStrategy] = {}
+        for name, cfg in strategies.items():
+            strategy = build_strategy(name, catalog, cfg)
+            strategy.setup()
+            self.strategies[name] = strategy
+        self._route_batch.set_max_batch_size(max_batch_size)
+        self._route_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
+
+    def check(self, strategy: str | None) -> str:
+        """Resolve a requested strategy name or raise UnknownStrategyError with the options."""
+        name = strategy or self.default_strategy
+        if name not in self.strategies:
+            where = "registered but not enabled in this deployment" if name in STRATEGIES else "unknown"
+            raise UnknownStrategyError(
+                f"Strategy {name!r} is {where}. Enabled strategies are {sorted(self.strategies)}"
+            )
+        return name
+
+    async def route(self, query: RouteQuery) -> dict:
+        """Decide where one query goes; concurrent queries are batched per strategy."""
+        query.strategy = self.check(query.strategy)
+        return await self._route_batch(query)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
+    async def _route_batch(self, queries: list[RouteQuery]) -> list[dict]:
+        results: list[dict] = [{}] * len(queries)
+        groups: dict[str, list[int]] = {}
+        for i, q in enumerate(queries):
+            groups.setdefault(q.strategy, []).append(i)
+        for name, idx in groups.items():
+            contexts = [self._context(queries[i]) for i in idx]
+            decisions = await asyncio.to_thread(self.strategies[name].route_batch, contexts)
+            for i, d in zip(idx, decisions):
+                results[i] = d.to_dict()
+        return results
+
+    def _context(self, q: RouteQuery) -> RouteContext:
+        weights = ObjectiveWeights(**{**self.default_weights.model_dump(), **(q.weights or {})})
+        return RouteContext(
+            text=q.text,
+            embedding=np.asarray(q.embedding, dtype=np.float32),
+            weights=weights,
+            carbon_budget_left=q.carbon_budget_left,
+        )
+
+    def info(self) -> dict:
+        return {
+            "default_strategy": self.default_strategy,
+            "strategies": {n: s.policy_version for n, s in self.strategies.items()},
+            "experts": self.catalog.names,
+        }

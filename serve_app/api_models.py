@@ -1,0 +1,88 @@
+"""OpenAI-compatible request bodies, plus RouterLLM's routing preferences carried in extra fields."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from router_deployments.objectives import ObjectiveWeights
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str | list[dict]
+
+    def text(self) -> str:
+        """Plain text of the message (text parts of a multi-part content list joined)."""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(str(part.get("text", "")) for part in self.content if part.get("type", "text") == "text")
+
+
+class RouterPreferences(BaseModel):
+    """Per-request routing preferences: `extra_body={"router": {...}}` with the openai client."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: str | None = Field(None, description="Registry name of the strategy to route with.")
+    weights: ObjectiveWeights | None = Field(None, description="Weights for quality, cost, carbon, latency.")
+    carbon_budget_left: float = Field(1.0, ge=0, le=1, description="Fraction of the carbon budget still unspent.")
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """The subset of OpenAI's chat completion body RouterLLM honours; other OpenAI fields are accepted."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field("router", description="'router' to route, or an expert name to bypass routing.")
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(None, gt=0)
+    max_completion_tokens: int | None = Field(None, gt=0)
+    temperature: float = Field(0.7, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    router: RouterPreferences = Field(default_factory=RouterPreferences)
+
+    @field_validator("messages")
+    @classmethod
+    def _has_content(cls, messages: list[ChatMessage]) -> list[ChatMessage]:
+        if not any(m.text().strip() for m in messages):
+            raise ValueError("messages must contain some non-empty text")
+        return messages
+
+    def routing_text(self) -> str:
+        """What the router reads: every message's text, oldest first (the encoder keeps the end)."""
+        return "\n".join(m.text() for m in self.messages)
+
+    def plain_messages(self) -> list[dict[str, str]]:
+        return [{"role": m.role, "content": m.text()} for m in self.messages]
+
+    def stop_list(self) -> list[str] | None:
+        return [self.stop] if isinstance(self.stop, str) else self.stop
+
+
+class RouteRequest(BaseModel):
+    """`POST /v1/route`: the routing decision alone, for a chat body or a bare prompt."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    messages: list[ChatMessage] | None = Field(None, min_length=1)
+    prompt: str | None = Field(None, min_length=1)
+    router: RouterPreferences = Field(default_factory=RouterPreferences)
+
+    def routing_text(self) -> str:
+        if self.prompt is not None:
+            return self.prompt
+        if self.messages:
+            return "\n".join(m.text() for m in self.messages)
+        raise ValueError("give either 'messages' or 'prompt'")

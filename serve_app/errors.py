@@ -1,0 +1,29 @@
+"""OpenAI-style error bodies: {"error": {"message", "type", "param", "code"}} with the matching status."""
+
+from __future__ import annotations
+
+from fastapi.responses import JSONResponse
+
+
+class APIError(Exception):
+    """Raised anywhere in request handling; the ingress turns it into an OpenAI error response."""
+
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", param=None, code=None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
+
+    def response(self, headers: dict[str, str] | None = None) -> JSONResponse:
+        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        return JSONResponse(body, status_code=self.status, headers=headers)
+
+
+def bad_request(message: str, param=None, code=None) -> APIError:
+    return APIError(400, message, "invalid_request_error", param, code)
+
+
+def not_found(message: str, param=None, code=None) -> APIError:
+    return APIError(404, message, "invalid_request_error", param, code)
+
+
+def upstream_error(message: str, code: str = "expert_unavailable") -> APIError:
+    return APIError(503, message, "server_error", None, code)

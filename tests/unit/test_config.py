@@ -1,0 +1,59 @@
+"""Config schema: the shipped configs load, and mistakes are errors that say what is wrong."""
+
+import pytest
+import yaml
+
+from serve_app.config import REPO_ROOT, ConfigError, load_config
+
+
+@pytest.mark.parametrize("name", ["cpu.yaml", "gpu.yaml"])
+def test_shipped_configs_load(name):
+    config = load_config(REPO_ROOT / "configs" / name)
+    assert len(config.catalog) == 4
+    assert config.router.default_strategy in config.router.strategies
+
+
+def test_gpu_config_puts_each_expert_on_its_own_gpu():
+    config = load_config(REPO_ROOT / "configs" / "gpu.yaml")
+    assert all(e.num_gpus == 1 and e.backend.kind == "vllm" for e in config.experts)
+    assert 0 < config.embedding.num_gpus < 1
+
+
+def _write(tmp_path, data) -> str:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def _base() -> dict:
+    return yaml.safe_load((REPO_ROOT / "configs" / "cpu.yaml").read_text())
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda c: c["server"].update(prot=1), "prot"),
+        (lambda c: c["experts"][0].update(prce_in_per_1k=1), "prce_in_per_1k"),
+        (lambda c: c["experts"][0]["backend"].update(kind="llamacpp"), "kind"),
+        (lambda c: c["router"].update(strategies={"nope": {}}, default_strategy="nope"), "Available strategies"),
+        (lambda c: c["router"].update(default_strategy="moe"), "not enabled"),
+        (lambda c: c["experts"].append(dict(c["experts"][0])), "unique"),
+        (lambda c: c["experts"][0].update(quality_prior=1.5), "quality_prior"),
+        (lambda c: c["experts"][0].update(name="router"), "reserved"),
+        (lambda c: c.update(experts=[]), "experts"),
+    ],
+)
+def test_invalid_configs_are_rejected_with_the_reason(tmp_path, mutate, message):
+    data = _base()
+    mutate(data)
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, data))
+
+
+def test_missing_and_unparsable_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("server: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
