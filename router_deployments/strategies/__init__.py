@@ -19,6 +19,8 @@ from router_deployments.strategies.base import (
 
 STRATEGIES: dict[str, str] = {
     "dummy": "router_deployments.strategies.dummy:DummyStrategy",
+    "knn": "router_deployments.strategies.knn:KnnStrategy",
+    "oracle": "router_deployments.strategies.oracle:OracleStrategy",
 }
 
 

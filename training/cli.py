@@ -1,0 +1,167 @@
+"""The `routerllm` command line.
+
+A subcommand is one `add_<name>_command(subparsers)` function, which adds its parser and sets `run` to a function
+of the parsed namespace returning an exit code, plus one line in COMMANDS. torch and friends load inside `run`.
+
+    routerllm train knn --data DIR --experts seed4 --out ckpt/knn [--k 80] [--holdout 0.3]
+    routerllm bench --train DIR --experts mix4 --out runs/mix4 [--split 0.3 --seed 0] [--strategies dummy,knn]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from training.bench import DEFAULT_GRID, DEFAULT_STRATEGIES, TRAINERS
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--experts", default="seed4", help="preset (seed4, mix4) or comma list of model columns")
+    parser.add_argument(
+        "--embedder", default=None, help="sentence encoder of the cached prompt embeddings (default: MiniLM)"
+    )
+
+
+# --- train ----------------------------------------------------------------------------------------------
+def add_train_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train one strategy on RouterBench outcomes and save its checkpoint",
+        description="routerllm train STRATEGY --help lists that strategy's own options.",
+    )
+    parser.add_argument("strategy", choices=sorted(TRAINERS), help="strategy to train")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="--data, --out, ... and the strategy's options")
+    parser.set_defaults(run=run_train)
+
+
+def train_parser(strategy: str) -> tuple[argparse.ArgumentParser, set[str]]:
+    """The parser of `routerllm train <strategy>`, and the destinations that are not the trainer's options.
+
+    The shared options have names no trainer should use (trainers own --seed, --encoder, ...)."""
+    from training.bench import trainer_module
+
+    module = trainer_module(strategy)
+    if module is None:
+        raise SystemExit(f"routerllm train: the trainer of {strategy!r} ({TRAINERS[strategy]}) does not exist yet")
+    parser = argparse.ArgumentParser(prog=f"routerllm train {strategy}")
+    parser.add_argument("--data", required=True, help="RouterBench CSV or directory to train on")
+    parser.add_argument("--out", required=True, help="checkpoint directory to write")
+    parser.add_argument(
+        "--holdout", type=float, default=0.0, help="hold out this fraction (by task) to measure before saving"
+    )
+    parser.add_argument("--holdout-seed", type=int, default=0, help="seed of the held-out split")
+    _add_data_options(parser)
+    common = {action.dest for action in parser._actions}
+    try:
+        module.add_arguments(parser.add_argument_group(f"{strategy} options"))
+    except argparse.ArgumentError as e:
+        raise SystemExit(f"routerllm train {strategy}: the trainer's options clash with the shared ones: {e}") from e
+    return parser, common
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from training.bench import train_and_save
+
+    parser, common = train_parser(args.strategy)
+    ns = parser.parse_args(args.args)
+    options = {k: v for k, v in vars(ns).items() if k not in common}
+    fitted = train_and_save(
+        args.strategy,
+        ns.data,
+        ns.out,
+        ns.experts,
+        options,
+        holdout=ns.holdout,
+        holdout_seed=ns.holdout_seed,
+        embedder=ns.embedder,
+    )
+    summary = {k: v for k, v in fitted.get("held_out", {}).items() if k in ("n", "quality", "cost_per_1k", "aiq")}
+    print(f"saved {args.strategy} checkpoint to {ns.out} (n_train={fitted['n_train']}) {summary or ''}")
+    return 0
+
+
+# --- bench ----------------------------------------------------------------------------------------------
+def add_bench_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="train strategies and compare their cost-quality curves on held-out RouterBench prompts",
+        description="Writes <out>/results.json and <out>/cost_quality.png and prints a table.",
+    )
+    parser.add_argument("--train", required=True, help="RouterBench CSV or directory to train on")
+    parser.add_argument("--eval", default=None, help="CSV or directory to evaluate on (default: hold out --split)")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--split", type=float, default=0.3, help="held-out fraction when --eval is not given")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the held-out split and of --limit")
+    parser.add_argument(
+        "--strategies",
+        default=None,
+        help=f"comma list (default: {','.join(DEFAULT_STRATEGIES)}, skipping trainers not written yet); "
+        "knn, oracle and dummy (random) are always included",
+    )
+    parser.add_argument("--limit", type=int, default=None, help="at most N prompts per table (quick runs)")
+    parser.add_argument(
+        "--set",
+        dest="set_options",
+        action="append",
+        default=[],
+        metavar="STRATEGY.OPTION=VALUE",
+        help="a trainer option, e.g. --set knn.k=20 (repeatable)",
+    )
+    parser.add_argument("--save-checkpoints", action="store_true", help="save trained strategies under <out>")
+    parser.add_argument(
+        "--grid", type=int, default=DEFAULT_GRID, help="cost weights swept per router (each one pass over eval)"
+    )
+    _add_data_options(parser)
+    parser.set_defaults(run=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from training.bench import BenchConfig, format_table, parse_set_options
+    from training.bench import run_bench as bench
+
+    strategies = None if args.strategies is None else [s.strip() for s in args.strategies.split(",") if s.strip()]
+    config = BenchConfig(
+        train=args.train,
+        eval=args.eval,
+        out=args.out,
+        experts=args.experts,
+        split=args.split,
+        seed=args.seed,
+        strategies=strategies,
+        limit=args.limit,
+        options=parse_set_options(args.set_options),
+        embedder=args.embedder,
+        save_checkpoints=args.save_checkpoints,
+        grid=args.grid,
+    )
+    results = bench(config)
+    print(format_table(results))
+    print(f"wrote {args.out}/results.json and {args.out}/cost_quality.png")
+    return 0
+
+
+# One line per subcommand (bench-online: add its add_*_command here).
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_train_command, add_bench_command]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="routerllm", description="Train and benchmark RouterLLM routers.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_command in COMMANDS:
+        add_command(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `routerllm` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, KeyError, FileNotFoundError, ModuleNotFoundError) as e:
+        print(f"routerllm {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
