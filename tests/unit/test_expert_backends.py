@@ -81,7 +81,7 @@ def test_vllm_backend_runs_through_the_engine_module_switch():
     result = chunks[-1].result
     assert result.text == "echo: user: one two three"
     assert "".join(c.delta for c in chunks[:-1]).replace(" ", "") == result.text.replace(" ", "")
-    assert result.tokens_out == 4 and result.tokens_in > 0
+    assert result.tokens_out == 5 and result.tokens_in > 0
 
 
 def test_vllm_backend_aborts_the_engine_request_when_the_client_leaves():
