@@ -7,10 +7,12 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+import ray
 from ray import serve
 
 from experts.catalog import ExpertCatalog
 from router_deployments.objectives import ObjectiveWeights
+from router_deployments.policy_sync import PolicySync
 from router_deployments.strategies import STRATEGIES, RouteContext, RoutingStrategy, build_strategy
 
 logger = logging.getLogger(__name__)
@@ -34,7 +36,7 @@ class RouteQuery:
 class RouterDeployment:
     """Plain class; the builder sets replicas. Strategies are built and set up once, at replica start."""
 
-    def __init__(
+    async def __init__(
         self,
         catalog: ExpertCatalog,
         strategies: dict[str, dict],
@@ -42,7 +44,9 @@ class RouterDeployment:
         default_weights: dict[str, float] | None = None,
         max_batch_size: int = 32,
         batch_wait_timeout_s: float = 0.0,
+        learner: dict | None = None,
     ):
+        """`learner`: {"actor_name", "namespace", "poll_interval_s"} to pull new weights from, or None."""
         self.catalog = catalog
         self.default_strategy = default_strategy
         self.default_weights = ObjectiveWeights(**(default_weights or {}))
@@ -53,6 +57,14 @@ class RouterDeployment:
             self.strategies[name] = strategy
         self._route_batch.set_max_batch_size(max_batch_size)
         self._route_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        self.sync: PolicySync | None = None
+        if learner:
+            self.sync = PolicySync(
+                self.strategies,
+                lambda: ray.get_actor(learner["actor_name"], namespace=learner["namespace"]),
+                poll_interval_s=learner.get("poll_interval_s", 0.2),
+            )
+            self.sync.start()
 
     def check(self, strategy: str | None) -> str:
         """Resolve a requested strategy name or raise UnknownStrategyError with the options."""
@@ -92,8 +104,12 @@ class RouterDeployment:
         )
 
     def info(self) -> dict:
+        """Which policy version of each strategy this replica serves, and how its sync with the learner goes."""
         return {
+            "replica": self.sync.replica_id if self.sync else None,
             "default_strategy": self.default_strategy,
             "strategies": {n: s.policy_version for n, s in self.strategies.items()},
             "experts": self.catalog.names,
+            "swaps": self.sync.swaps if self.sync else 0,
+            "sync_error": self.sync.last_error if self.sync else None,
         }

@@ -86,3 +86,20 @@ class RouteRequest(BaseModel):
         if self.messages:
             return "\n".join(m.text() for m in self.messages)
         raise ValueError("give either 'messages' or 'prompt'")
+
+
+class FeedbackRequest(BaseModel):
+    """`POST /v1/feedback`: a quality score for an answered request (its `routing.request_id`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(min_length=1, max_length=256)
+    score: float = Field(description="Quality in [0, 1]; out of range is refused with 422.")
+
+
+class RollbackRequest(BaseModel):
+    """`POST /admin/rollback`: return a learned strategy to its previous published version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: str = Field(min_length=1)

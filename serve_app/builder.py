@@ -25,6 +25,14 @@ def expert_deployment_name(expert: str) -> str:
     return f"expert_{expert}"
 
 
+def _learner_link(config: AppConfig) -> dict | None:
+    """How router replicas find the learner to pull new weights from (None: no online learning)."""
+    if config.learner is None:
+        return None
+    ls = config.learner
+    return {"actor_name": ls.actor_name, "namespace": ls.namespace, "poll_interval_s": ls.poll_interval_s}
+
+
 def build_app(config: AppConfig) -> Application:
     """Ingress -> embedding -> router -> one deployment per expert."""
     catalog = config.catalog
@@ -51,6 +59,7 @@ def build_app(config: AppConfig) -> Application:
         rc.default_weights.model_dump(),
         rc.max_batch_size,
         rc.batch_wait_timeout_s,
+        _learner_link(config),
     )
 
     experts = {

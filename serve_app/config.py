@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from experts.catalog import ExpertCatalog, ExpertSpec
 from router_deployments.objectives import ObjectiveWeights
 from router_deployments.strategies import STRATEGIES
+from training.learner import LearnerConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "cpu.yaml"
@@ -81,6 +82,17 @@ class CarbonConfig(_Strict):
     measure_interval_s: float = Field(15.0, gt=0)
 
 
+class LearnerSettings(_Strict):
+    """The online learner actor and how router replicas reach it (absent: no online learning)."""
+
+    actor_name: str = Field("routerllm-learner", description="Name of the detached learner actor.")
+    namespace: str = Field("routerllm", description="Ray namespace of the learner actor.")
+    num_cpus: float = Field(0.5, ge=0)
+    poll_interval_s: float = Field(0.2, gt=0, description="How often router replicas check for a new version.")
+    record_timeout_s: float = Field(5.0, gt=0, description="Time allowed to record an outcome or a feedback.")
+    training: LearnerConfig
+
+
 class AppConfig(_Strict):
     """Everything one RouterLLM graph needs."""
 
@@ -89,6 +101,15 @@ class AppConfig(_Strict):
     router: RouterConfig = Field(default_factory=RouterConfig)
     carbon: CarbonConfig = Field(default_factory=CarbonConfig)
     experts: list[ExpertSpec] = Field(min_length=1)
+    learner: LearnerSettings | None = None
+
+    @model_validator(mode="after")
+    def _learned_strategies_are_served(self) -> AppConfig:
+        if self.learner:
+            missing = sorted(set(self.learner.training.strategies) - set(self.router.strategies))
+            if missing:
+                raise ValueError(f"learner trains {missing}, which router.strategies does not enable")
+        return self
 
     @model_validator(mode="after")
     def _unique_experts(self) -> AppConfig:

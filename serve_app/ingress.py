@@ -10,6 +10,7 @@ import time
 import uuid
 from typing import Any
 
+import ray
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
@@ -18,9 +19,18 @@ from ray.serve.handle import DeploymentHandle
 
 from experts.base import GenerationRequest, GenerationResult
 from router_deployments.router_deployment import RouteQuery, UnknownStrategyError
-from serve_app.api_models import ChatCompletionRequest, RouteRequest, RouterPreferences
+from serve_app.api_models import (
+    ChatCompletionRequest,
+    FeedbackRequest,
+    RollbackRequest,
+    RouteRequest,
+    RouterPreferences,
+)
 from serve_app.config import AppConfig
 from serve_app.errors import APIError, bad_request, not_found, upstream_error
+from serve_app.metrics import RequestMetrics
+from training.learner_actor import get_or_create_learner
+from training.outcome_store import DuplicateFeedbackError, InvalidScoreError, UnknownRequestError
 
 logger = logging.getLogger("routerllm.ingress")
 
@@ -64,6 +74,13 @@ class Ingress:
         self.embedder = embedder
         self.router = router
         self.experts = experts
+        self.metrics = RequestMetrics()
+        self.learner = None
+        if self.config.learner is not None:
+            ls = self.config.learner
+            self.learner = get_or_create_learner(
+                ls.training, self.catalog, namespace=ls.namespace, name=ls.actor_name, num_cpus=ls.num_cpus
+            )
 
     # --- request parsing ------------------------------------------------------------------------------
     async def _parse(self, request: Request, model: type[BaseModel]) -> Any:
@@ -104,6 +121,7 @@ class Ingress:
                     code="model_not_found",
                 )
             return {
+                "embedding": None,
                 "expert": model,
                 "confidence": 1.0,
                 "scores": {},
@@ -121,9 +139,11 @@ class Ingress:
             carbon_budget_left=prefs.carbon_budget_left,
         )
         try:
-            return await self.router.route.remote(query)
+            decision = await self.router.route.remote(query)
         except UnknownStrategyError as e:
             raise bad_request(str(e.args[0]), param="router.strategy", code="unknown_strategy") from e
+        weights = {**self.config.router.default_weights.model_dump(), **(query.weights or {})}
+        return {**decision, "embedding": embedding, "weights": weights, "budget": prefs.carbon_budget_left}
 
     def _candidates(self, decision: dict) -> list[str]:
         """The experts to try in order: the decision's fan-out, then (failover) the rest by score."""
@@ -160,11 +180,46 @@ class Ingress:
             raise upstream_error(
                 "no expert could answer: " + "; ".join(f"{f['expert']}: {f['error']}" for f in failures)
             )
-        self._record_fanout([(e, o) for e, o in tried if not isinstance(o, BaseException)])
-        return chosen[0], chosen[1], failures
+        answered = [(e, o) for e, o in tried if not isinstance(o, BaseException) and e != chosen[0]]
+        return chosen[0], chosen[1], failures, answered
 
-    def _record_fanout(self, outcomes: list[tuple[str, GenerationResult]]) -> None:
-        """Hook for the online learner: every answered expert's outcome (all k of a fan-out)."""
+    async def _record(self, request_id: str, decision: dict, answers: list[tuple[str, GenerationResult]]) -> str | None:
+        """Log every answered expert call (all k of a fan-out; the first is the one returned) with its routing
+        context in the learner's durable store, before the client is answered. Returns a reason when the
+        outcomes could not be recorded (feedback for this request will then be refused), else None."""
+        if self.learner is None or decision["embedding"] is None:
+            return "online learning is not enabled" if self.learner is None else "direct requests are not learned"
+        records = []
+        for rank, (expert, result) in enumerate(answers):
+            records.append(
+                {
+                    "request_id": request_id if rank == 0 else f"{request_id}:{expert}",
+                    "group_id": request_id,
+                    "fanout_rank": rank,
+                    "strategy": decision["strategy"],
+                    "expert": expert,
+                    "embedding": [float(x) for x in decision["embedding"]],
+                    "policy_version": decision["policy_version"],
+                    "probs": decision.get("probs"),
+                    "carbon_budget_left": decision["budget"],
+                    "weights": decision["weights"],
+                    "latency_s": result.latency_s,
+                    "tokens_in": result.tokens_in,
+                    "tokens_out": result.tokens_out,
+                    "cost_usd": float(self._cost(expert, result)),
+                    "carbon_g": self.catalog.carbon_g(expert, result.tokens_in, result.tokens_out),
+                }
+            )
+        try:
+            ref = self.learner.record_outcomes.remote(records)
+            await asyncio.wait_for(ref, self.config.learner.record_timeout_s)
+        except Exception as e:  # noqa: BLE001 - the answer still goes out; its feedback will be refused
+            logger.warning("could not record outcomes of %s: %r", request_id, e)
+            return f"learner unavailable: {_short(e)}"
+        return None
+
+    def _cost(self, expert: str, result: GenerationResult) -> float:
+        return result.extra.get("cost_usd", self.catalog.cost_usd(expert, result.tokens_in, result.tokens_out))
 
     # --- responses ------------------------------------------------------------------------------------
     def _routing(
@@ -189,11 +244,10 @@ class Ingress:
         if failures:
             info["failover_from"] = failures
         if result is not None:
-            cost = result.extra.get("cost_usd", self.catalog.cost_usd(expert, result.tokens_in, result.tokens_out))
             info.update(
                 tokens_in=result.tokens_in,
                 tokens_out=result.tokens_out,
-                cost_usd=float(cost),
+                cost_usd=float(self._cost(expert, result)),
                 carbon_g=self.catalog.carbon_g(expert, result.tokens_in, result.tokens_out),
             )
         return info
@@ -241,10 +295,15 @@ class Ingress:
         req = self._generation_request(body, request_id)
         if body.stream:
             return await self._stream(body, decision, req, request_id, start, routed)
-        expert, result, failures = await self._generate(decision, req)
+        expert, result, failures, others = await self._generate(decision, req)
         done = time.perf_counter()
         timings = {"routing": routed - start, "expert": done - routed, "total": done - start}
         routing = self._routing(request_id, decision, expert, result, timings, failures)
+        not_recorded = await self._record(request_id, decision, [(expert, result), *others])
+        routing["feedback"] = "accepted" if not_recorded is None else f"unavailable: {not_recorded}"
+        if others:
+            routing["fanout_outcomes"] = {e: f"{request_id}:{e}" for e, _ in others}
+        self.metrics.answered(routing)
         payload = {
             "id": request_id,
             "object": "chat.completion",
@@ -305,6 +364,10 @@ class Ingress:
                 done = time.perf_counter()
                 timings = {"routing": routed - start, "expert": done - routed, "total": done - start}
                 routing = self._routing(request_id, decision, expert, result, timings, failures)
+                if result is not None:
+                    not_recorded = await self._record(request_id, decision, [(expert, result)])
+                    routing["feedback"] = "accepted" if not_recorded is None else f"unavailable: {not_recorded}"
+                self.metrics.answered(routing)
                 extra: dict[str, Any] = {"routing": routing}
                 if body.stream_options and body.stream_options.include_usage and result is not None:
                     extra["usage"] = {
@@ -313,8 +376,6 @@ class Ingress:
                         "total_tokens": result.tokens_in + result.tokens_out,
                     }
                 yield event(expert, {}, result.finish_reason if result else "stop", **extra)
-                if result is not None:
-                    self._record_fanout([(expert, result)])
                 yield "data: [DONE]\n\n"
                 return
             err = upstream_error(
@@ -341,6 +402,62 @@ class Ingress:
         )
         routing["probs"] = decision.get("probs")
         return JSONResponse({"routing": routing}, headers=self._headers(routing))
+
+    # --- online learning --------------------------------------------------------------------------------
+    def _learner_or_error(self):
+        if self.learner is None:
+            raise APIError(
+                501, "online learning is not enabled in this deployment (no `learner` section)", code="learner_disabled"
+            )
+        return self.learner
+
+    async def _ask_learner(self, ref):
+        try:
+            return await asyncio.wait_for(ref, self.config.learner.record_timeout_s)
+        except (asyncio.TimeoutError, ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as e:
+            raise APIError(
+                503,
+                f"learner unavailable, nothing was recorded; retry: {_short(e)}",
+                "server_error",
+                code="learner_unavailable",
+            ) from e
+
+    @app.post("/v1/feedback")
+    async def feedback(self, request: Request):
+        """A quality score in [0, 1] for an answered request; acknowledged only once it is on disk."""
+        learner = self._learner_or_error()
+        body: FeedbackRequest = await self._parse(request, FeedbackRequest)
+        try:
+            await self._ask_learner(learner.record_feedback.remote(body.request_id, body.score))
+        except UnknownRequestError as e:
+            raise not_found(str(e), param="request_id", code="unknown_request") from e
+        except DuplicateFeedbackError as e:
+            raise APIError(409, str(e), param="request_id", code="duplicate_feedback") from e
+        except InvalidScoreError as e:
+            raise APIError(422, str(e), param="score", code="invalid_score") from e
+        return {"request_id": body.request_id, "score": body.score, "recorded": True}
+
+    @app.post("/admin/rollback")
+    async def rollback(self, request: Request):
+        """Make the previously published version of a learned strategy live again on every replica."""
+        learner = self._learner_or_error()
+        body: RollbackRequest = await self._parse(request, RollbackRequest)
+        if body.strategy not in self.config.learner.training.strategies:
+            raise not_found(
+                f"strategy {body.strategy!r} is not learned online; learned: "
+                f"{sorted(self.config.learner.training.strategies)}",
+                param="strategy",
+            )
+        try:
+            version = await self._ask_learner(learner.rollback.remote(body.strategy))
+        except (ValueError, KeyError) as e:
+            raise APIError(409, f"cannot roll back {body.strategy}: {_short(e)}", code="no_previous_version") from e
+        return {"strategy": body.strategy, "live_version": version}
+
+    @app.get("/v1/learner/status")
+    async def learner_status(self):
+        """What the learner is doing: versions, updates, publishes, epsilon, loss, replay size, rewards."""
+        return await self._ask_learner(self._learner_or_error().status.remote())
 
     @app.get("/v1/models")
     async def models(self):

@@ -141,8 +141,59 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- bench-online ---------------------------------------------------------------------------------------
+def add_bench_online_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench-online",
+        help="replay a stream of prompts through the online learners, VW and references (learning while serving)",
+        description="Writes <out>/results.json and <out>/learning_curve.png and prints a table "
+        "(see training/online_bench.py).",
+    )
+    parser.add_argument("--data", required=True, help="RouterBench CSV or directory")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--passes", type=int, default=3, help="shuffled passes over the training part")
+    parser.add_argument("--lam", type=float, default=0.1, help="cost weight of the reward (score - lam * cost)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split, the stream order and the learners")
+    parser.add_argument("--holdout", type=float, default=0.3, help="fraction held out to evaluate final policies")
+    parser.add_argument("--limit", type=int, default=None, help="at most N prompts (quick runs)")
+    parser.add_argument("--strategies", default="rl,moe", help="online learners to run (comma list)")
+    parser.add_argument("--starts", default="cold,warm", help="cold and/or warm (from an offline fit)")
+    parser.add_argument("--warm-dir", default=None, help="<dir>/<strategy> checkpoints to warm-start from")
+    parser.add_argument("--vw", action=argparse.BooleanOptionalAction, default=True, help="run Vowpal Wabbit")
+    parser.add_argument("--window", type=int, default=250, help="requests per point of the learning curve")
+    parser.add_argument("--learner", action="append", default=[], metavar="OPTION=VALUE", help="LearnerConfig")
+    parser.add_argument(
+        "--set",
+        dest="set_options",
+        action="append",
+        default=[],
+        metavar="STRATEGY.OPTION=VALUE",
+        help="a strategy config field of the online learners, e.g. --set rl.tau=0.05 (repeatable)",
+    )
+    parser.add_argument(
+        "--trainer",
+        dest="trainer_options",
+        action="append",
+        default=[],
+        metavar="STRATEGY.OPTION=VALUE",
+        help="an offline trainer option of the warm-start fits, e.g. --trainer rl.total_steps=5000",
+    )
+    _add_data_options(parser)
+
+    def run(args: argparse.Namespace) -> int:
+        from training.online_bench import run_cli
+
+        return run_cli(args)
+
+    parser.set_defaults(run=run)
+
+
 # One line per subcommand (bench-online: add its add_*_command here).
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_train_command, add_bench_command]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    add_train_command,
+    add_bench_command,
+    add_bench_online_command,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

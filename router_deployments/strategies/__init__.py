@@ -21,6 +21,10 @@ STRATEGIES: dict[str, str] = {
     "dummy": "router_deployments.strategies.dummy:DummyStrategy",
     "knn": "router_deployments.strategies.knn:KnnStrategy",
     "oracle": "router_deployments.strategies.oracle:OracleStrategy",
+    "bert": "router_deployments.strategies.bert:BertStrategy",
+    "complexity": "router_deployments.strategies.complexity:ComplexityStrategy",
+    "moe": "router_deployments.strategies.moe:MoEStrategy",
+    "rl": "router_deployments.strategies.rl:RLStrategy",
 }
 
 

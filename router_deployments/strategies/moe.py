@@ -1,0 +1,174 @@
+"""Dynamic mixture of experts: a gating network over the prompt embedding, reweighted by the objectives.
+
+The GatingNetwork gives each expert a logit, the log-odds that it answers the prompt well, so sigmoid(logit) is
+its predicted quality q_j. Training (training/train_moe.py) fits these logits to recorded qualities and adds the
+load-balancing loss (squared coefficient of variation of expert importance) on noisy gates
+softmax((logit + noise) / temperature), so the gate keeps exploring and no expert is starved early on.
+
+Routing applies the multi-objective adjustment: with the request's weights (ObjectiveWeights),
+
+    utility_j = w_quality * (q_j + quality_prior_weight * prior_j) - w_cost * cost_j - w_carbon * carbon_j
+                - w_latency * latency_j
+    gate_j    = softmax(utility / T)_j,  T = route_temperature
+              ∝ softmax(w_quality * q' / T)_j * exp(-penalty_j / T),
+    penalty_j = w_cost * cost_j + w_carbon * carbon_j + w_latency * latency_j
+
+i.e. the quality gate reweighted by each expert's cost, carbon and latency per call (the catalog's per-token
+figures at a typical request, scaled to [0, 1]). Raising the cost weight moves traffic to cheaper experts, so a
+sweep over it traces a cost-quality curve. The `top_k` highest gates form the fan-out (sparse top-k gating); the
+serving layer calls them and keeps the answer of the highest-weighted one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from router_deployments.networks import GatingNetwork, load_balancing_loss, noisy_gates
+from router_deployments.strategies.base import (
+    Experience,
+    RouteContext,
+    RoutingDecision,
+    RoutingStrategy,
+    StrategyConfig,
+)
+
+
+class MoEConfig(StrategyConfig):
+    """Network shape, gating and online-learning settings of the mixture-of-experts router."""
+
+    embedding_dim: int = Field(384, gt=0, description="Width of the prompt embedding the gate reads.")
+    hidden: list[int] = Field(default_factory=lambda: [256], description="Hidden layer widths of the gate.")
+    dropout: float = Field(0.5, ge=0, lt=1, description="Dropout after each hidden layer (training only).")
+    top_k: int = Field(1, gt=0, description="Experts in the fan-out: the k highest adjusted gates.")
+    temperature: float = Field(1.0, gt=0, description="Softmax temperature of the gate over logits (training).")
+    noise_std: float = Field(1.0, ge=0, description="Std of the exploration noise added to logits in training.")
+    balance_weight: float = Field(0.01, ge=0, description="Weight of the load-balancing loss (CV^2 of importance).")
+    route_temperature: float = Field(
+        0.05, gt=0, description="Softmax temperature of the objective-adjusted gates (their spread, not the choice)."
+    )
+    quality_prior_weight: float = Field(
+        0.0, ge=0, description="Weight of the catalog's per-expert quality prior added to the predicted quality."
+    )
+    learning_rate: float = Field(1e-3, gt=0, description="Adam step size of online updates (learn).")
+    seed: int = Field(0, description="Seeds the initial weights and the gate noise.")
+
+
+class MoEStrategy(RoutingStrategy):
+    """Sparse top-k gating over experts, with a load-balancing loss and a multi-objective gate adjustment."""
+
+    name = "moe"
+    Config = MoEConfig
+    learnable = True
+
+    def __init__(self, catalog, config=None):
+        super().__init__(catalog, config)
+        cfg = self.config
+        if cfg.top_k > len(catalog):
+            raise ValueError(f"top_k={cfg.top_k} exceeds the {len(catalog)} experts of the catalog")
+        with torch.random.fork_rng():
+            torch.manual_seed(cfg.seed)
+            self.net = GatingNetwork(cfg.embedding_dim, len(catalog), cfg.hidden, cfg.dropout)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self._optimizer: torch.optim.Optimizer | None = None
+
+    # --- routing ----------------------------------------------------------------------------------------
+    def predict_quality(self, embeddings: np.ndarray) -> np.ndarray:
+        """Predicted quality of every expert on each prompt: sigmoid of the gate logits, [batch, n_experts]."""
+        x = self._inputs(embeddings)
+        self.net.eval()
+        with torch.no_grad():
+            return torch.sigmoid(self.net(x)).double().numpy()
+
+    def score(self, contexts: list[RouteContext]) -> np.ndarray:
+        """Log of the objective-adjusted gates, [batch, n_experts] (see the module docstring)."""
+        quality = self.predict_quality(np.stack([c.embedding for c in contexts]))
+        quality = quality + self.config.quality_prior_weight * self.profile.quality
+        utility = np.stack([self.profile.utility(q, c.weights) for q, c in zip(quality, contexts)])
+        z = utility / self.config.route_temperature
+        return z - _logsumexp(z)
+
+    def route_batch(self, contexts: list[RouteContext]) -> list[RoutingDecision]:
+        """Top-1 expert plus a fan-out of the top_k experts by adjusted gate."""
+        log_gates = self.score(contexts)
+        gates = np.exp(log_gates)
+        order = np.argsort(-log_gates, axis=1, kind="stable")[:, : self.config.top_k]
+        return [self._decision(s, g, [int(i) for i in top]) for s, g, top in zip(log_gates, gates, order)]
+
+    # --- learning ---------------------------------------------------------------------------------------
+    def loss(self, logits: torch.Tensor, quality: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
+        """Supervised BCE of logits against observed qualities (only where mask is set) plus the weighted
+        load-balancing loss of noisy dense gates. Dense, because with top-1 the sparse gate is one-hot and
+        carries no gradient."""
+        bce = F.binary_cross_entropy_with_logits(logits, quality, reduction="none")
+        if mask is not None:
+            bce = (bce * mask).sum() / mask.sum().clamp(min=1.0)
+        else:
+            bce = bce.mean()
+        gates = noisy_gates(logits, self.config.temperature, self.config.noise_std, self.generator)
+        balance = load_balancing_loss(gates)
+        return {"loss": bce + self.config.balance_weight * balance, "bce": bce, "balance": balance}
+
+    def learn(self, batch: list[Experience]) -> dict[str, float]:
+        """One online Adam step: pull each routed expert's predicted quality toward what it delivered (so
+        the gate moves toward experts that did well and away from those that did not), plus load balancing."""
+        if not batch:
+            raise ValueError("learn() needs at least one experience")
+        n = len(self.catalog)
+        for e in batch:
+            if not 0 <= e.expert < n:
+                raise ValueError(f"experience names expert index {e.expert}, but there are {n} experts")
+            if not (np.isfinite(e.quality) and 0.0 <= e.quality <= 1.0):
+                raise ValueError(f"experience quality must be in [0, 1], got {e.quality}")
+        x = self._inputs(np.stack([e.embedding for e in batch]))
+        experts = torch.tensor([e.expert for e in batch])
+        mask = F.one_hot(experts, n).float()
+        quality = mask * torch.tensor([e.quality for e in batch], dtype=torch.float32).unsqueeze(1)
+        if self._optimizer is None:
+            self._optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.learning_rate)
+        self.net.train()
+        terms = self.loss(self.net(x), quality, mask)
+        self._optimizer.zero_grad()
+        terms["loss"].backward()
+        self._optimizer.step()
+        self.policy_version += 1
+        return {k: v.item() for k, v in terms.items()}
+
+    def _inputs(self, embeddings: np.ndarray) -> torch.Tensor:
+        x = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
+        if x.shape[1] != self.config.embedding_dim:
+            raise ValueError(f"embedding dim {x.shape[1]} != the gate's input dim {self.config.embedding_dim}")
+        return torch.from_numpy(x)
+
+    # --- checkpoint -------------------------------------------------------------------------------------
+    def architecture(self) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "network": "GatingNetwork",
+            "input_dim": cfg.embedding_dim,
+            "hidden": list(cfg.hidden),
+            "n_experts": len(self.catalog),
+            "dropout": cfg.dropout,
+            "top_k": cfg.top_k,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {f"gate.{k}": v for k, v in self.net.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, Any], version: int | None = None) -> None:
+        unknown = [k for k in state if not k.startswith("gate.")]
+        if unknown:
+            raise KeyError(f"unexpected tensors {unknown} in a moe state")
+        self.net.load_state_dict({k.removeprefix("gate."): v for k, v in state.items()}, strict=True)
+        self._optimizer = None
+        if version is not None:
+            self.policy_version = version
+
+
+def _logsumexp(z: np.ndarray) -> np.ndarray:
+    top = z.max(axis=-1, keepdims=True)
+    return top + np.log(np.exp(z - top).sum(axis=-1, keepdims=True))

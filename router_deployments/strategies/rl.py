@@ -1,0 +1,262 @@
+"""Carbon-aware Dueling Double DQN router: Q(state, expert) is the expected multi-objective reward of a call.
+
+State = prompt embedding + carbon_budget_left + the request's objective weights scaled to sum to one. Scaling the
+weights by a positive factor scales every reward alike and keeps the best expert, so the network only has to
+learn the simplex, and one policy serves every trade-off: sweeping the cost weight traces a cost-quality curve.
+
+Each routing decision is a one-step episode (a contextual bandit). Serving uses the target network, the Polyak
+average of the online one (soft updates with `tau`), so one noisy online batch moves the live policy only a little.
+
+When exploiting, Q-values pay a carbon penalty that grows as the budget runs out:
+    score_j = |w|_1 * Q(s)_j - carbon_penalty * tightness * carbon_norm_j,
+    tightness = clip(1 - carbon_budget_left / tight_budget, 0, 1).
+When exploring (epsilon > 0, online), the random expert is drawn with probability proportional to
+exp(-green_exploration * tightness * carbon_norm_j): uniform with budget to spare, low-carbon when it is tight.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from router_deployments.networks import DuelingQNetwork, soft_update
+from router_deployments.objectives import ObjectiveWeights
+from router_deployments.strategies.base import (
+    Experience,
+    RouteContext,
+    RoutingDecision,
+    RoutingStrategy,
+    StrategyConfig,
+)
+
+N_BUDGET_FEATURES = 1
+N_WEIGHT_FEATURES = 4
+
+
+def normalised_weights(weights: np.ndarray) -> np.ndarray:
+    """Objective weights [..., 4] (quality, cost, carbon, latency) scaled to sum to one (quality-only if all 0)."""
+    w = np.asarray(weights, dtype=np.float32)
+    total = w.sum(axis=-1, keepdims=True)
+    quality_only = np.zeros_like(w)
+    quality_only[..., 0] = 1.0
+    return np.where(total > 0, w / np.maximum(total, 1e-12), quality_only)
+
+
+def state_features(embeddings: np.ndarray, budget_left, weights: np.ndarray) -> np.ndarray:
+    """[embedding, carbon_budget_left, normalised weights]: the observation of the Q-network and of the env."""
+    emb = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
+    n = len(emb)
+    budget = np.broadcast_to(np.asarray(budget_left, dtype=np.float32), (n,)).reshape(n, 1)
+    w = np.broadcast_to(normalised_weights(weights), (n, N_WEIGHT_FEATURES))
+    return np.concatenate([emb, np.clip(budget, 0.0, 1.0), w], axis=1).astype(np.float32)
+
+
+class RLConfig(StrategyConfig):
+    """Network shape, carbon awareness and online-learning settings of the DQN router."""
+
+    embedding_dim: int = Field(384, gt=0, description="Width of the prompt embedding in the state.")
+    hidden: list[int] = Field(default_factory=lambda: [256, 256], description="Hidden widths of the Q trunk.")
+    carbon_penalty: float = Field(0.5, ge=0, description="Q penalty per unit of carbon_norm at a spent budget.")
+    tight_budget: float = Field(0.2, gt=0, le=1, description="Budget fraction below which carbon weighs in.")
+    epsilon: float = Field(0.0, ge=0, le=1, description="Exploration rate when routing (0 = always exploit).")
+    green_exploration: float = Field(5.0, ge=0, description="How strongly exploration prefers low carbon.")
+    tau: float = Field(0.01, gt=0, le=1, description="Soft-update rate of the target (served) network.")
+    learning_rate: float = Field(1e-3, gt=0, description="Adam step size of online updates (learn).")
+    relabel_weights: int = Field(
+        4, ge=1, description="Objective-weight vectors each online outcome is replayed under (see learn)."
+    )
+    seed: int = Field(0, description="Seeds the initial weights, exploration and relabelling.")
+
+
+class RLStrategy(RoutingStrategy):
+    """Dueling Double DQN over experts with carbon-aware exploration and a carbon penalty when exploiting."""
+
+    name = "rl"
+    Config = RLConfig
+    learnable = True
+
+    def __init__(self, catalog, config=None):
+        super().__init__(catalog, config)
+        cfg = self.config
+        self.obs_dim = cfg.embedding_dim + N_BUDGET_FEATURES + N_WEIGHT_FEATURES
+        with torch.random.fork_rng():
+            torch.manual_seed(cfg.seed)
+            self.online = DuelingQNetwork(self.obs_dim, len(catalog), cfg.hidden, N_WEIGHT_FEATURES)
+            self.target = DuelingQNetwork(self.obs_dim, len(catalog), cfg.hidden, N_WEIGHT_FEATURES)
+        self.target.load_state_dict(self.online.state_dict())
+        self.rng = np.random.default_rng(cfg.seed)
+        self._optimizer: torch.optim.Optimizer | None = None
+
+    # --- routing ----------------------------------------------------------------------------------------
+    def observations(self, contexts: list[RouteContext]) -> np.ndarray:
+        return state_features(
+            np.stack([c.embedding for c in contexts]),
+            np.array([c.carbon_budget_left for c in contexts]),
+            np.stack([c.weights.as_array() for c in contexts]),
+        )
+
+    def q_values(self, obs: np.ndarray, network: str = "target") -> np.ndarray:
+        """Q-values [batch, n_experts] of the served (target) or the online network."""
+        obs = np.atleast_2d(np.asarray(obs, dtype=np.float32))
+        if obs.shape[1] != self.obs_dim:
+            raise ValueError(f"state width {obs.shape[1]} != the Q-network's input width {self.obs_dim}")
+        net = self.target if network == "target" else self.online
+        with torch.no_grad():
+            return net(torch.from_numpy(obs)).double().numpy()
+
+    def tightness(self, budget_left: np.ndarray) -> np.ndarray:
+        """0 with budget to spare, rising to 1 as the carbon budget runs out."""
+        return np.clip(1.0 - np.asarray(budget_left, dtype=np.float64) / self.config.tight_budget, 0.0, 1.0)
+
+    def score(self, contexts: list[RouteContext]) -> np.ndarray:
+        """Q-values in reward units of each request's weights, minus the budget-dependent carbon penalty."""
+        q = self.q_values(self.observations(contexts))
+        scale = np.array([[c.weights.as_array().sum() or 1.0] for c in contexts])
+        tight = self.tightness([c.carbon_budget_left for c in contexts])[:, None]
+        return scale * q - self.config.carbon_penalty * tight * self.profile.carbon_norm
+
+    def exploration_probs(self, budget_left: np.ndarray) -> np.ndarray:
+        """Distribution of the random expert [batch, n]: uniform with budget to spare, greener when tight."""
+        tight = self.tightness(budget_left)[:, None]
+        logits = -self.config.green_exploration * tight * self.profile.carbon_norm
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return p / p.sum(axis=1, keepdims=True)
+
+    def route_batch(self, contexts: list[RouteContext]) -> list[RoutingDecision]:
+        """Epsilon-greedy: exploit the adjusted Q-values, or explore toward low-carbon experts when tight."""
+        scores = self.score(contexts)
+        greedy = scores.argmax(axis=1)
+        eps = self.config.epsilon
+        explore_p = self.exploration_probs(np.array([c.carbon_budget_left for c in contexts]))
+        probs = eps * explore_p
+        probs[np.arange(len(contexts)), greedy] += 1.0 - eps
+        decisions = []
+        for s, p, g, e in zip(scores, probs, greedy, explore_p):
+            explore = eps > 0 and self.rng.random() < eps
+            chosen = int(self.rng.choice(len(e), p=e)) if explore else int(g)
+            decisions.append(self._decision(s, p, [chosen]))
+        return decisions
+
+    # --- learning ---------------------------------------------------------------------------------------
+    def td_step(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        rewards: torch.Tensor,
+        optimizer: torch.optim.Optimizer,
+        is_weights: torch.Tensor | None = None,
+    ) -> tuple[float, np.ndarray]:
+        """One gradient step of the online net toward the TD target, then a soft update of the target net.
+        Returns the loss and the TD errors (for replay priorities)."""
+        # Every episode ends after one step (done = 1), so the bootstrapped term vanishes and the target is the
+        # reward. With longer episodes this is the one Double DQN line:
+        #   target = r + gamma * (1 - done) * Q_target(s')[argmax_a Q_online(s')[a]]
+        # (plain DQN would take max_a Q_target(s')[a], which overestimates).
+        td_target = rewards
+        self.online.train()
+        q = self.online(obs).gather(1, actions.long().unsqueeze(1)).squeeze(1)
+        td_error = td_target - q
+        w = torch.ones_like(td_error) if is_weights is None else is_weights
+        loss = (w * F.smooth_l1_loss(q, td_target, reduction="none")).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        soft_update(self.target, self.online, self.config.tau)
+        return loss.item(), td_error.detach().numpy()
+
+    def learn(self, batch: list[Experience]) -> dict[str, float]:
+        """One online TD step. Each outcome is replayed under `relabel_weights` objective-weight vectors (the
+        first quality-only, the rest random), its reward recomputed from its quality, cost, carbon and latency on
+        the catalog's scale (relabelled_rewards), so one policy keeps serving every trade-off.
+        `Experience.reward` is not used: it was computed under weights the experience does not record."""
+        if not batch:
+            raise ValueError("learn() needs at least one experience")
+        n = len(self.catalog)
+        for e in batch:
+            if not 0 <= e.expert < n:
+                raise ValueError(f"experience names expert index {e.expert}, but there are {n} experts")
+        k = self.config.relabel_weights
+        weights = sample_objective_weights(self.rng, len(batch) * k)
+        weights[::k] = ObjectiveWeights().as_array()
+
+        def per_row(attr: str) -> np.ndarray:
+            return np.repeat(np.array([getattr(e, attr) for e in batch], dtype=np.float64), k)
+
+        profile = self.profile
+        rewards = relabelled_rewards(
+            per_row("quality"),
+            per_row("cost_usd") / max(float(profile.cost.max()), 1e-12),
+            per_row("carbon_g") / max(float(profile.carbon.max()), 1e-12),
+            per_row("latency_s") / max(float(profile.latency.max()), 1e-12),
+            weights,
+        )
+        budget = per_row("carbon_budget_left")
+        obs = state_features(np.repeat(np.stack([e.embedding for e in batch]), k, axis=0), budget, weights)
+        if self._optimizer is None:
+            self._optimizer = torch.optim.Adam(self.online.parameters(), lr=self.config.learning_rate)
+        loss, td = self.td_step(
+            torch.from_numpy(obs),
+            torch.from_numpy(per_row("expert").astype(np.int64)),
+            torch.from_numpy(rewards.astype(np.float32)),
+            self._optimizer,
+        )
+        self.policy_version += 1
+        return {"loss": loss, "td_error": float(np.abs(td).mean())}
+
+    # --- checkpoint -------------------------------------------------------------------------------------
+    def architecture(self) -> dict[str, Any]:
+        return {
+            "network": "DuelingQNetwork",
+            "input_dim": self.obs_dim,
+            "embedding_dim": self.config.embedding_dim,
+            "state": ["embedding", "carbon_budget_left", "w_quality", "w_cost", "w_carbon", "w_latency"],
+            "hidden": list(self.config.hidden),
+            "n_actions": len(self.catalog),
+            "weight_linear_heads": N_WEIGHT_FEATURES,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {f"online.{k}": v for k, v in self.online.state_dict().items()}
+        state.update({f"target.{k}": v for k, v in self.target.state_dict().items()})
+        return state
+
+    def load_state_dict(self, state: dict[str, Any], version: int | None = None) -> None:
+        unknown = [k for k in state if not k.startswith(("online.", "target."))]
+        if unknown:
+            raise KeyError(f"unexpected tensors {unknown} in an rl state")
+        for prefix, net in (("online.", self.online), ("target.", self.target)):
+            net.load_state_dict({k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)})
+        self._optimizer = None
+        if version is not None:
+            self.policy_version = version
+
+
+def relabelled_rewards(quality, cost_norm, carbon_norm, latency_norm, weights: np.ndarray) -> np.ndarray:
+    """The shared routing reward (training/rewards.py, budget terms off) under normalised weights [n, 4]; kept
+    here so that serving code does not import the training package (a test checks the two agree)."""
+    w = normalised_weights(weights).astype(np.float64)
+    return w[:, 0] * quality - w[:, 1] * cost_norm - w[:, 2] * carbon_norm - w[:, 3] * latency_norm
+
+
+def sample_objective_weights(
+    rng: np.random.Generator,
+    n: int,
+    zero_cost_prob: float = 0.2,
+    other_weight_prob: float = 0.25,
+    low: float = 1e-3,
+    high: float = 100.0,
+) -> np.ndarray:
+    """Random weight vectors [n, 4] covering the trade-offs a router is asked for: quality 1; cost 0 with
+    probability zero_cost_prob, else log-uniform in [low, high]; carbon and latency each nonzero (log-uniform)
+    with probability other_weight_prob."""
+    log_uniform = lambda: np.exp(rng.uniform(np.log(low), np.log(high), n))  # noqa: E731
+    w = np.zeros((n, 4), dtype=np.float32)
+    w[:, 0] = 1.0
+    w[:, 1] = np.where(rng.random(n) < zero_cost_prob, 0.0, log_uniform())
+    for col in (2, 3):
+        w[:, col] = np.where(rng.random(n) < other_weight_prob, log_uniform(), 0.0)
+    return w
