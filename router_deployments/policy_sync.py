@@ -30,7 +30,7 @@ def policy_copy(
     import torch
 
     fresh = copy.deepcopy(strategy)
-    fresh.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()}, version=version)
+    fresh.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}, version=version)
     fresh.policy_version = version
     update = {k: v for k, v in (settings or {}).items() if k in type(fresh.config).model_fields}
     if update:

@@ -23,8 +23,6 @@ class _Strict(BaseModel):
 class ServerConfig(_Strict):
     """The HTTP ingress."""
 
-    host: str = Field("127.0.0.1", description="Address the Serve HTTP proxy binds to.")
-    port: int = Field(8000, gt=0, lt=65536)
     max_prompt_chars: int = Field(32_000, gt=0, description="Requests whose messages exceed this are refused.")
     max_messages: int = Field(256, gt=0)
     request_timeout_s: float = Field(300.0, gt=0, description="Time allowed for one expert call.")

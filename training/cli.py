@@ -163,6 +163,12 @@ def add_bench_online_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--window", type=int, default=250, help="requests per point of the learning curve")
     parser.add_argument("--learner", action="append", default=[], metavar="OPTION=VALUE", help="LearnerConfig")
     parser.add_argument(
+        "--through-serve",
+        action="store_true",
+        help="send the stream over HTTP through the real graph (serve run, learner actor, hot-swaps)",
+    )
+    parser.add_argument("--serve-replicas", type=int, default=2, help="router replicas with --through-serve")
+    parser.add_argument(
         "--set",
         dest="set_options",
         action="append",

@@ -488,8 +488,15 @@ def run_cli(args) -> int:
         trainer_options=parse_set_options(args.trainer_options),
         embedder=args.embedder,
     )
+    extra = None
+    if getattr(args, "through_serve", False):
+        from training.serve_stream import serve_routers
+
+        # Over HTTP: the served learners replace the in-process ones (the references and VW stay).
+        extra = serve_routers(config.strategies, replicas=args.serve_replicas)
+        config.strategies = []
     started = time.perf_counter()
-    results = run_online_bench(config)
+    results = run_online_bench(config, extra_routers=extra)
     print(format_results(results))
     print(f"wrote {args.out}/results.json and {args.out}/learning_curve.png in {time.perf_counter() - started:.0f} s")
     return 0

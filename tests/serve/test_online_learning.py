@@ -86,7 +86,7 @@ def test_feedback_errors(learning_url):
 
 
 def test_publishes_reach_every_replica_and_rollback_works(learning_url):
-    for i in range(12):
+    for _ in range(12):
         routing = chat(learning_url)
         assert feedback(learning_url, routing["request_id"], 1.0 if routing["expert"] == "gpu_llm" else 0.0).is_success
     deadline = time.time() + 60
