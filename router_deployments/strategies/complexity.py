@@ -30,6 +30,8 @@ class ComplexityModelError(RuntimeError):
 
 
 class ComplexityConfig(StrategyConfig):
+    """Which classifier, how its labels read, and which expert each complexity level goes to."""
+
     model: str = Field(
         DEFAULT_COMPLEXITY_MODEL,
         description="Hub id, local directory or 'packaged:<name>' of a text-classification model.",
@@ -51,7 +53,7 @@ class ComplexityConfig(StrategyConfig):
 
 
 def seed_mapping(catalog) -> dict[str, str]:
-    """simple -> the middle expert by parameter count (lower middle when even), complex -> the largest."""
+    """simple -> the middle expert by parameter count (the smaller middle one when even), complex -> the largest."""
     by_size = sorted(catalog.experts, key=lambda e: e.params_b, reverse=True)
     return {"simple": by_size[len(by_size) // 2].name, "complex": by_size[0].name}
 
