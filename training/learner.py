@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from experts.catalog import ExpertCatalog
 from router_deployments.objectives import ExpertProfile
+from router_deployments.policy_sync import policy_copy
 from router_deployments.strategies import Experience, RouteContext, RoutingStrategy, get_strategy_class
 from training.outcome_store import LoggedExperience, OutcomeRecord, OutcomeStore
 from training.rewards import RewardConfig, routing_reward
@@ -508,14 +509,5 @@ def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
 def apply_policy(
     strategy: RoutingStrategy, version: int, arrays: dict[str, np.ndarray], settings: dict[str, Any] | None = None
 ) -> RoutingStrategy:
-    """What a router replica does with a pulled policy: a copy of `strategy` holding the weights of `version` and
-    the routing settings (epsilon) its config knows, ready to be swapped in with one assignment."""
-    import torch
-
-    fresh = copy.deepcopy(strategy)
-    fresh.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()}, version=version)
-    fresh.policy_version = version
-    update = {k: v for k, v in (settings or {}).items() if k in type(fresh.config).model_fields}
-    if update:
-        fresh.config = fresh.config.model_copy(update=update)
-    return fresh
+    """What a router replica does with a pulled policy (the same code: router_deployments.policy_sync)."""
+    return policy_copy(strategy, version, arrays, settings)
