@@ -70,9 +70,7 @@ class OutcomeRewards:
         """n requests over `rows` (default all): weights as the router is asked for, budget full half the time."""
         pool = np.arange(len(self.quality)) if rows is None else np.asarray(rows)
         budget = np.where(rng.random(n) < self.full_budget_prob, 1.0, rng.random(n))
-        weights = sample_objective_weights(
-            rng, n, self.zero_cost_prob, self.other_weight_prob, high=self.max_weight
-        )
+        weights = sample_objective_weights(rng, n, self.zero_cost_prob, self.other_weight_prob, high=self.max_weight)
         return Contexts(rows=rng.choice(pool, size=n), weights=weights, budget_left=budget)
 
     def observations(self, ctx: Contexts) -> np.ndarray:
