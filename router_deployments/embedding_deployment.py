@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import numpy as np
 from ray import serve
@@ -20,13 +21,13 @@ class EmbeddingDeployment:
         device: str = "auto",
         max_batch_size: int = 32,
         batch_wait_timeout_s: float = 0.0,
-        torch_threads: int | None = None,
+        threads: int | None = None,
+        runtime: str = "auto",
     ):
-        if torch_threads:
-            import torch
-
-            torch.set_num_threads(torch_threads)
-        self.encoder = SentenceEncoder(model, max_length=max_length, device=device)
+        # Ray sets OMP_NUM_THREADS=1 in actors with fractional CPUs, which makes one short prompt ~40% slower on
+        # 2 cores. The encoder is the only compute on the routing path, so by default it gets every core.
+        threads = threads or os.cpu_count() or 1
+        self.encoder = SentenceEncoder(model, max_length=max_length, device=device, runtime=runtime, threads=threads)
         self.embed.set_max_batch_size(max_batch_size)
         self.embed.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
@@ -38,4 +39,9 @@ class EmbeddingDeployment:
         return list(vectors)
 
     def info(self) -> dict:
-        return {"model": self.encoder.model_name, "dim": self.encoder.dim, "device": self.encoder.device}
+        return {
+            "model": self.encoder.model_name,
+            "dim": self.encoder.dim,
+            "device": self.encoder.device,
+            "runtime": self.encoder.runtime,
+        }

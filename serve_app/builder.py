@@ -43,7 +43,9 @@ def build_app(config: AppConfig) -> Application:
         num_replicas=emb.num_replicas,
         ray_actor_options={"num_cpus": emb.num_cpus, "num_gpus": emb.num_gpus},
         max_ongoing_requests=4 * emb.max_batch_size,
-    ).bind(emb.model, emb.max_length, emb.device, emb.max_batch_size, emb.batch_wait_timeout_s, emb.torch_threads)
+    ).bind(
+        emb.model, emb.max_length, emb.device, emb.max_batch_size, emb.batch_wait_timeout_s, emb.threads, emb.runtime
+    )
 
     rc = config.router
     router = serve.deployment(

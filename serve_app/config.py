@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -14,6 +16,20 @@ from training.learner import LearnerConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "cpu.yaml"
+SERVE_ENV_FILE = REPO_ROOT / "configs" / "serve.env"
+
+
+def serve_env(path: Path = SERVE_ENV_FILE) -> dict[str, str]:
+    """Ray Serve process settings (`KEY=VALUE` lines, `#` comments); they apply only where Ray is started."""
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if line.strip() and line[0] != "#")
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def apply_serve_env() -> dict[str, str]:
+    """Put `serve_env()` into this process's environment (values already set win) before it starts Ray."""
+    for key, value in serve_env().items():
+        os.environ.setdefault(key, value)
+    return {key: os.environ[key] for key in serve_env()}
 
 
 class _Strict(BaseModel):
@@ -42,7 +58,12 @@ class EmbeddingConfig(_Strict):
     num_cpus: float = Field(0.5, ge=0)
     max_batch_size: int = Field(32, ge=1)
     batch_wait_timeout_s: float = Field(0.0, ge=0, description="How long a batch waits to fill.")
-    torch_threads: int | None = Field(None, gt=0)
+    threads: int | None = Field(
+        None, gt=0, description="CPU threads for the encoder; default: every core of the node (ignored on GPU)."
+    )
+    runtime: Literal["auto", "onnx", "torch"] = Field(
+        "auto", description="CPU runtime: 'auto' = ONNX Runtime when the model exports cleanly, else PyTorch."
+    )
 
 
 class RouterConfig(_Strict):

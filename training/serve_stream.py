@@ -24,6 +24,14 @@ from router_deployments.objectives import ObjectiveWeights
 from router_deployments.strategies import RouteContext, build_strategy
 from training.online_bench import BENCH_LEARNER, EXPLORATION, STRATEGY_CONFIG, OnlineBenchConfig, Stream
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _serve_env() -> dict[str, str]:
+    """configs/serve.env (`KEY=VALUE` lines), the Ray Serve process settings of `make run`."""
+    lines = (REPO_ROOT / "configs" / "serve.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
+
 
 def graph_config(stream: Stream, config: OnlineBenchConfig, root: Path, name: str, replicas: int) -> dict:
     """A deployment YAML: replay experts, `name` learned online on `replicas` router replicas."""
@@ -36,7 +44,7 @@ def graph_config(stream: Stream, config: OnlineBenchConfig, root: Path, name: st
     strategy_config = {**STRATEGY_CONFIG.get(name, {}), **config.strategy_config.get(name, {}), "seed": config.seed}
     return {
         "server": {"max_prompt_chars": 200_000, "request_timeout_s": 60},
-        "embedding": {"num_cpus": 0.2, "torch_threads": 1},
+        "embedding": {"num_cpus": 0.2, "threads": 1},
         "router": {
             "strategies": {name: strategy_config},
             "default_strategy": name,
@@ -75,7 +83,10 @@ class ServeRouter:
         serve_bin = Path(sys.executable).with_name("serve")
         self.log = open(self.root / "serve.log", "w")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
-            [str(serve_bin), "run", "serve_app:graph", f"config={path}"], stdout=self.log, stderr=subprocess.STDOUT
+            [str(serve_bin), "run", "serve_app:graph", f"config={path}"],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**_serve_env(), **os.environ},  # the Serve settings `make run` uses
         )
         self.client = httpx.Client(base_url=self.url, timeout=120)
         self._wait_ready()

@@ -10,7 +10,7 @@ import yaml
 from ray import serve
 
 from serve_app.builder import build_app
-from serve_app.config import AppConfig
+from serve_app.config import AppConfig, apply_serve_env
 
 
 def _free_port() -> int:
@@ -21,6 +21,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def ray_session():
+    apply_serve_env()  # test the graph under the Serve settings `make run` uses
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -35,7 +36,7 @@ EXPERT_FIGURES = dict(
 
 TEST_GRAPH = {
     "server": {"max_prompt_chars": 2000, "request_timeout_s": 120},
-    "embedding": {"num_cpus": 0.1, "torch_threads": 1},
+    "embedding": {"num_cpus": 0.1, "threads": 1},
     "router": {"strategies": {"dummy": {"seed": 0}}, "default_strategy": "dummy", "num_cpus": 0.1},
     "carbon": {"country_iso_code": "USA", "measure_with_codecarbon": True},
     "experts": [
