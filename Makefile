@@ -5,6 +5,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # The small CPU wheel; a bare `torch` requirement would pull a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
+# Ray Serve process settings (read when Ray starts): see configs/serve.env.
+SERVE_ENV := $(shell grep -v "^\#" configs/serve.env | xargs)
 
 .PHONY: setup run test bench-serving lint
 
@@ -20,13 +22,13 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/serve run serve_app:graph
+	env $(SERVE_ENV) $(VENV)/bin/serve run serve_app:graph
 
 test: $(STAMP)
 	$(PY) -m pytest
 
 bench-serving: $(STAMP)
-	$(PY) -m serve_app.benchmark --config configs/cpu.yaml --requests 200 --out runs/serve-bench
+	env $(SERVE_ENV) $(PY) -m serve_app.benchmark --config configs/cpu.yaml --requests 200 --out runs/serve-bench
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -130,7 +130,9 @@ class Ingress:
                 "fanout": [model],
                 "probs": None,
             }
+        t0 = time.perf_counter()
         embedding = await self.embedder.embed.remote(text)
+        t1 = time.perf_counter()
         query = RouteQuery(
             text=text,
             embedding=embedding,
@@ -142,8 +144,15 @@ class Ingress:
             decision = await self.router.route.remote(query)
         except UnknownStrategyError as e:
             raise bad_request(str(e.args[0]), param="router.strategy", code="unknown_strategy") from e
+        t2 = time.perf_counter()
         weights = {**self.config.router.default_weights.model_dump(), **(query.weights or {})}
-        return {**decision, "embedding": embedding, "weights": weights, "budget": prefs.carbon_budget_left}
+        return {
+            **decision,
+            "embedding": embedding,
+            "weights": weights,
+            "budget": prefs.carbon_budget_left,
+            "timings": {"embedding": t1 - t0, "router": t2 - t1},
+        }
 
     def _candidates(self, decision: dict) -> list[str]:
         """The experts to try in order: the decision's fan-out, then (failover) the rest by score."""
@@ -239,7 +248,7 @@ class Ingress:
             "policy_version": decision["policy_version"],
             "scores": decision["scores"],
             "fanout": decision["fanout"],
-            "latency_ms": {k: round(v * 1000, 3) for k, v in timings.items()},
+            "latency_ms": {k: round(v * 1000, 3) for k, v in {**decision.get("timings", {}), **timings}.items()},
         }
         if failures:
             info["failover_from"] = failures

@@ -71,6 +71,8 @@ def test_route_endpoint_returns_the_decision_alone(graph_url):
     assert routing["expert"] in routing["scores"] and len(routing["probs"]) == 3
     assert abs(sum(routing["probs"]) - 1) < 1e-6
     assert "tokens_out" not in routing  # nothing was generated
+    split = routing["latency_ms"]  # the ingress's clock: the whole routing path and each of its two handle calls
+    assert 0 < split["embedding"] < split["routing"] and 0 < split["router"] < split["routing"]
 
 
 def test_dead_expert_named_directly_is_a_clear_503(graph_url):
@@ -95,8 +97,10 @@ def test_routed_requests_fail_over_from_a_dead_expert(graph_url):
 def test_streaming_fails_over_before_the_first_token(graph_url):
     # With failover, a stream routed to the dead expert still answers; naming it directly gets an error event.
     with httpx.stream(
-        "POST", graph_url + "/v1/chat/completions",
-        json={"model": "dead_api", "messages": ASK, "stream": True}, timeout=60,
+        "POST",
+        graph_url + "/v1/chat/completions",
+        json={"model": "dead_api", "messages": ASK, "stream": True},
+        timeout=60,
     ) as r:
         lines = [line for line in r.iter_lines() if line.startswith("data:")]
     assert lines[-1] == "data: [DONE]"
