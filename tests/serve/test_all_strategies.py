@@ -5,16 +5,14 @@ import copy
 import httpx
 import numpy as np
 import pytest
-import torch
 import yaml
 from ray import serve
-from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-from experts.packaged_models import resolve_model
 from router_deployments.strategies import build_strategy
 from serve_app.builder import build_app
 from serve_app.config import AppConfig
 from tests.serve.conftest import TEST_GRAPH
+from tests.tiny_bert import save_tiny_bert
 
 pytestmark = pytest.mark.serve
 
@@ -23,19 +21,7 @@ STRATEGIES = ["dummy", "knn", "bert", "complexity", "moe", "rl"]
 
 def _complexity_model(path) -> str:
     """A tiny local text classifier standing in for grahamaco/question-complexity-classifier (no hub here)."""
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        num_labels=2,
-    )
-    torch.manual_seed(0)
-    BertForSequenceClassification(config).save_pretrained(path)
-    AutoTokenizer.from_pretrained(resolve_model("packaged:all-minilm-l6-v2")).save_pretrained(path)
-    return str(path)
+    return save_tiny_bert(path, layers=1, classifier=True, num_labels=2)
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 
-import numpy as np
 import pytest
 
 from router_deployments.strategies import build_strategy
@@ -14,18 +12,6 @@ from training.cli import build_parser, main
 from training.routerbench import PRESETS, catalog_from_table, load_routerbench
 
 pytestmark = pytest.mark.data
-
-
-@pytest.fixture
-def fake_embeddings(monkeypatch):
-    """Seeded random unit vectors per text: the encoder is not under test here (one test below keeps it)."""
-
-    def embed(texts, embedder=None):
-        seeds = [int(hashlib.sha1(t.encode()).hexdigest()[:8], 16) for t in texts]
-        vectors = np.stack([np.random.default_rng(s).normal(size=384) for s in seeds]).astype(np.float32)
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-    monkeypatch.setattr(bench, "embed", embed)
 
 
 def test_bench_writes_results_and_plot(routerbench_dir, tmp_path, capsys, fake_embeddings):

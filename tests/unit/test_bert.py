@@ -17,6 +17,7 @@ from router_deployments.checkpoints import META_FILE, WEIGHTS_FILE, CheckpointEr
 from router_deployments.objectives import ObjectiveWeights
 from router_deployments.strategies import RouteContext, build_strategy
 from router_deployments.strategies.bert import BertRouterConfig, BertStrategy
+from tests.tiny_bert import save_tiny_bert
 from training import train_bert
 from training.routerbench import OutcomeTable, catalog_from_table, load_routerbench
 
@@ -46,25 +47,7 @@ def make_catalog(n: int = 4) -> ExpertCatalog:
 @pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory) -> str:
     """A 2-layer, 32-wide BERT with MiniLM's tokenizer, built from scratch (no hub, fast to fine-tune)."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from experts.packaged_models import resolve_model
-
-    out = tmp_path_factory.mktemp("tiny_bert")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model("packaged:all-minilm-l6-v2"))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return str(out)
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
 
 
 def make_router(encoder: str, catalog: ExpertCatalog | None = None, **config) -> BertStrategy:

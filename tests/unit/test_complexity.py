@@ -17,6 +17,7 @@ from router_deployments.strategies.complexity import (
     ComplexityStrategy,
     seed_mapping,
 )
+from tests.tiny_bert import save_tiny_bert
 
 # The seed design's 70B / 34B / 13B / 7B shape, most expensive first.
 SEED4 = [("llama-70b", 70.0, 0.9), ("codellama-34b", 34.0, 0.8), ("wizard-13b", 13.0, 0.3), ("mistral-7b", 7.0, 0.2)]
@@ -43,30 +44,8 @@ def make_catalog() -> ExpertCatalog:
 
 def _save_classifier(out: Path, id2label: dict[int, str] | None, complex_bias: float) -> str:
     """A 2-layer BERT classifier with MiniLM's tokenizer; the head bias sets how often it says 'complex'."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    from experts.packaged_models import resolve_model
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model("packaged:all-minilm-l6-v2"))
     labels = {} if id2label is None else {"id2label": id2label, "label2id": {v: k for k, v in id2label.items()}}
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        num_labels=2,
-        **labels,
-    )
-    torch.manual_seed(0)
-    model = BertForSequenceClassification(config)
-    with torch.no_grad():
-        model.classifier.bias.copy_(torch.tensor([0.0, complex_bias]))
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return str(out)
+    return save_tiny_bert(out, classifier=True, num_labels=2, head_bias=[0.0, complex_bias], **labels)
 
 
 @pytest.fixture(scope="session")

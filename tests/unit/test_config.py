@@ -41,6 +41,8 @@ def _base() -> dict:
         (lambda c: c["experts"][0].update(quality_prior=1.5), "quality_prior"),
         (lambda c: c["experts"][0].update(name="router"), "reserved"),
         (lambda c: c.update(experts=[]), "experts"),
+        (lambda c: c["embedding"].update(runtime="tensorrt"), "runtime"),
+        (lambda c: c["embedding"].update(threads=0), "threads"),
     ],
 )
 def test_invalid_configs_are_rejected_with_the_reason(tmp_path, mutate, message):

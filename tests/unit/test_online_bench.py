@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 
 import numpy as np
 import pytest
-import torch
 
-from training import bench
 from training.cli import main
 from training.online_bench import OnlineBenchConfig, StreamRouter, prepare_stream, replay_stream
 
 pytestmark = pytest.mark.data
 HAS_VW = importlib.util.find_spec("vowpalwabbit") is not None
-
-
-@pytest.fixture
-def fake_embeddings(monkeypatch):
-    """Seeded random unit vectors per text: the encoder is not under test here."""
-
-    def embed(texts, embedder=None):
-        seeds = [int(hashlib.sha1(t.encode()).hexdigest()[:8], 16) for t in texts]
-        vectors = np.stack([np.random.default_rng(s).normal(size=384) for s in seeds]).astype(np.float32)
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-    monkeypatch.setattr(bench, "embed", embed)
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_bench_online_smoke(routerbench_dir, tmp_path, capsys, fake_embeddings):
