@@ -73,6 +73,7 @@ class SentenceEncoder:
             try:
                 self._session = self._onnx_session(threads or os.cpu_count() or 1)
                 self.runtime = "onnx"
+                self.model = None  # the session holds its own copy of the weights
             except (ImportError, EncoderRuntimeError) as e:
                 if runtime == "onnx":
                     raise EncoderRuntimeError(f"cannot run encoder {model!r} under ONNX Runtime: {e}") from e
