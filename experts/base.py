@@ -21,8 +21,8 @@ class GenerationRequest:
 
     messages: list[dict[str, str]]
     max_tokens: int | None = None
-    temperature: float = 0.7
-    top_p: float = 1.0
+    temperature: float | None = None  # None: the expert's own default (catalog)
+    top_p: float | None = None
     stop: list[str] | None = None
     seed: int | None = None
     request_id: str = ""
@@ -70,6 +70,11 @@ class ExpertBackend(ABC):
 
     def max_tokens(self, request: GenerationRequest) -> int:
         return min(request.max_tokens or self.spec.max_new_tokens, self.spec.max_new_tokens)
+
+    def sampling(self, request: GenerationRequest) -> tuple[float, float]:
+        """(temperature, top_p): the request's where it sets them, else the expert's catalog defaults."""
+        temperature = self.spec.temperature if request.temperature is None else request.temperature
+        return temperature, self.spec.top_p if request.top_p is None else request.top_p
 
 
 BACKENDS: dict[str, str] = {

@@ -81,6 +81,8 @@ class ExpertSpec(_Strict):
     expected_latency_s: float = Field(gt=0, description="Typical end-to-end latency of one answer.")
     quality_prior: float = Field(ge=0, le=1, description="Prior answer quality in [0, 1].")
     max_new_tokens: int = Field(256, gt=0, description="Default cap on generated tokens.")
+    temperature: float = Field(0.7, ge=0, le=2, description="Temperature when a request sets none; 0 is greedy.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass when a request sets none.")
     num_replicas: int = Field(1, ge=1)
     num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (1 for a vLLM expert).")
     num_cpus: float = Field(0.5, ge=0, description="CPUs per replica.")

@@ -26,12 +26,13 @@ class OpenAIBackend(ExpertBackend):
         self.client = httpx.AsyncClient(base_url=cfg.base_url.rstrip("/"), headers=headers, timeout=cfg.timeout_s)
 
     def _body(self, request: GenerationRequest, stream: bool) -> dict:
+        temperature, top_p = self.sampling(request)
         body = {
             "model": self.config.model,
             "messages": request.messages,
             "max_tokens": self.max_tokens(request),
-            "temperature": request.temperature,
-            "top_p": request.top_p,
+            "temperature": temperature,
+            "top_p": top_p,
             "stream": stream,
         }
         if request.stop:

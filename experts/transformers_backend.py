@@ -49,7 +49,8 @@ class TransformersBackend(ExpertBackend):
         ).to(self.device)
 
     def _generate_kwargs(self, request: GenerationRequest, inputs) -> dict:
-        sample = request.temperature > 0
+        temperature, top_p = self.sampling(request)
+        sample = temperature > 0
         kwargs = dict(
             **inputs,
             max_new_tokens=self.max_tokens(request),
@@ -57,7 +58,7 @@ class TransformersBackend(ExpertBackend):
             pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
         )
         if sample:
-            kwargs.update(temperature=request.temperature, top_p=request.top_p)
+            kwargs.update(temperature=temperature, top_p=top_p)
         if request.stop:
             kwargs.update(stop_strings=request.stop, tokenizer=self.tokenizer)
         if request.seed is not None:

@@ -43,10 +43,11 @@ class VLLMBackend(ExpertBackend):
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
 
     def _params(self, request: GenerationRequest):
+        temperature, top_p = self.sampling(request)
         return self._sampling_params(
             max_tokens=self.max_tokens(request),
-            temperature=request.temperature,
-            top_p=request.top_p,
+            temperature=temperature,
+            top_p=top_p,
             stop=request.stop,
             seed=request.seed,
         )

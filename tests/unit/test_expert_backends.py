@@ -196,3 +196,14 @@ def test_openai_backend_needs_its_api_key(monkeypatch):
     )
     with pytest.raises(ExpertError, match="ROUTERLLM_TEST_KEY"):
         run(backend.start())
+
+
+def test_sampling_defaults_come_from_the_catalog_unless_the_request_sets_them():
+    endpoint = {"kind": "openai", "model": "m", "base_url": "http://x/v1"}
+    openai = build_backend(spec(endpoint, temperature=0.2, top_p=0.9))
+    body = openai._body(GenerationRequest(messages=ASK), stream=False)
+    assert (body["temperature"], body["top_p"]) == (0.2, 0.9)
+    body = openai._body(GenerationRequest(messages=ASK, temperature=0.0, top_p=0.5), stream=False)
+    assert (body["temperature"], body["top_p"]) == (0.0, 0.5)  # an explicit 0 (greedy) is kept, not defaulted
+    vllm = build_backend(spec(FAKE_VLLM, temperature=0.3))
+    assert vllm.sampling(GenerationRequest(messages=ASK)) == (0.3, 1.0)
