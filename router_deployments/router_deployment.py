@@ -89,7 +89,11 @@ class RouterDeployment:
             groups.setdefault(q.strategy, []).append(i)
         for name, idx in groups.items():
             contexts = [self._context(queries[i]) for i in idx]
-            decisions = await asyncio.to_thread(self.strategies[name].route_batch, contexts)
+            strategy = self.strategies[name]
+            if strategy.runs_model:
+                decisions = await asyncio.to_thread(strategy.route_batch, contexts)
+            else:
+                decisions = strategy.route_batch(contexts)
             for i, d in zip(idx, decisions):
                 results[i] = d.to_dict()
         return results

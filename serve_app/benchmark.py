@@ -3,12 +3,13 @@
     python -m serve_app.benchmark --config configs/cpu.yaml --requests 200 --out runs/serve-bench
 
 Cold start: from `ray.init` to the first answered chat completion. Routing path: `POST /v1/route`
-(proxy, ingress, embedding, router; no generation) over N sequential requests, p50/p99 in milliseconds, with the
-ingress's own split of where the time goes.
+(ingress, embedding, router; no generation) over N sequential requests, p50/p99 in milliseconds, with the
+ingress's own split of where the time goes. It is timed two ways: through Serve's HTTP proxy (port 8000 in
+`make run`) and straight into the ingress replica's own HTTP server (Serve's direct ingress, ports from 8100).
 
-Calibration: the same number of `POST`s to a bare three-deployment chain (an ingress reading the JSON body, then
-two handle calls to deployments that do nothing), deployed next to the graph and measured in alternating rounds,
-so that a slow or busy machine shows as a slow bare chain rather than as a slow router.
+Calibration: the same number of `POST`s (both ways) to a bare three-deployment chain (an ingress reading the
+JSON body, then two handle calls to deployments that do nothing), deployed next to the graph and measured in
+alternating rounds, so that a slow or busy machine shows as a slow bare chain rather than as a slow router.
 
 Serve's process-level switches come from configs/serve.env, as for `make run` (a variable already set in the
 environment wins, e.g. `RAY_SERVE_THROUGHPUT_OPTIMIZED=0` to measure Serve's default mode).
@@ -83,6 +84,70 @@ def bare_chain():
     return Head.bind(Leaf.options(name="leaf_a").bind(), Leaf.options(name="leaf_b").bind())
 
 
+def direct_ingress_url(app_name: str, proxy_port: int) -> str | None:
+    """The address at which the app's ingress replica takes HTTP itself (Serve's direct ingress), if it does.
+
+    Serve has no public call for this yet; the controller's target groups are what a load balancer reads.
+    """
+    import ray
+    from ray.serve.context import _get_global_client
+
+    controller = _get_global_client()._controller
+    groups = ray.get(controller.get_target_groups.remote(app_name))
+    for group in groups:
+        for target in group.targets:
+            if str(group.protocol).upper().endswith("HTTP") and target.port != proxy_port:
+                return f"http://127.0.0.1:{target.port}"  # single-node bench; Serve binds it like the proxy
+    return None
+
+
+def _series(port: int, calibrate: bool) -> tuple[dict, dict]:
+    """What to time, as name -> (client, path): through Serve's HTTP proxy, and straight into each app's ingress
+    replica where Serve runs it as a direct-ingress server (throughput-optimised mode; see configs/serve.env)."""
+    proxy = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300)
+    apps = {"route": ("routerllm-bench", "/v1/route")}
+    if calibrate:
+        apps["bare chain"] = ("bare-chain", "/bare-chain")
+    series, direct = {}, {}
+    for label, (app, path) in apps.items():
+        series[f"{label} via proxy"] = (proxy, path)
+        direct[app] = direct_ingress_url(app, port)
+        if direct[app]:
+            series[f"{label} direct"] = (httpx.Client(base_url=direct[app], timeout=300), path)
+    return series, direct
+
+
+def _time_series(series: dict, requests: int, rounds: int) -> tuple[dict, dict]:
+    """Sequential POSTs to every series in alternating rounds, so that machine drift hits every series alike."""
+    samples = {name: [] for name in series}
+    inside = {name: {key: [] for key in SPLIT} for name in series if name.startswith("route")}
+
+    def timed(name: str, i: int) -> tuple[float, httpx.Response]:
+        client, path = series[name]
+        start = time.perf_counter()
+        reply = client.post(path, json={"prompt": PROMPTS[i % len(PROMPTS)]})
+        elapsed = (time.perf_counter() - start) * 1000
+        reply.raise_for_status()
+        return elapsed, reply
+
+    for i in range(2 * len(PROMPTS)):  # warm every code path once before timing
+        for name in series:
+            timed(name, i)
+    per_round = -(-requests // rounds)
+    with tqdm(total=requests * len(series), desc=f"POST x {len(series)} series", unit="req") as bar:
+        for r in range(rounds):
+            for name in series:
+                for i in range(r * per_round, min(requests, (r + 1) * per_round)):
+                    elapsed, reply = timed(name, i)
+                    samples[name].append(elapsed)
+                    if name in inside:
+                        split = reply.json()["routing"]["latency_ms"]
+                        for key in SPLIT:
+                            inside[name][key].append(split[key])
+                    bar.update()
+    return samples, inside
+
+
 def measure(config_path: str, requests: int, rounds: int, num_cpus: int | None, calibrate: bool) -> dict:
     import ray
     from ray import serve
@@ -100,54 +165,31 @@ def measure(config_path: str, requests: int, rounds: int, num_cpus: int | None, 
     t_deployed = time.perf_counter()
     if calibrate:
         serve.run(bare_chain(), name="bare-chain", route_prefix="/bare-chain")
-    route, bare, inside = [], [], {key: [] for key in SPLIT}
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
-        first = client.post(
-            "/v1/chat/completions", json={"messages": [{"role": "user", "content": PROMPTS[1]}], "max_tokens": 16}
-        )
-        first.raise_for_status()
-        t_first = time.perf_counter()
-
-        def timed(path: str, i: int) -> tuple[float, httpx.Response]:
-            start = time.perf_counter()
-            reply = client.post(path, json={"prompt": PROMPTS[i % len(PROMPTS)]})
-            elapsed = (time.perf_counter() - start) * 1000
-            reply.raise_for_status()
-            return elapsed, reply
-
-        for i in range(2 * len(PROMPTS)):  # warm every code path once before timing
-            timed("/v1/route", i)
-            if calibrate:
-                timed("/bare-chain", i)
-        per_round = -(-requests // rounds)
-        with tqdm(total=requests * (2 if calibrate else 1), desc="POST /v1/route (+ bare chain)", unit="req") as bar:
-            for r in range(rounds):
-                for i in range(r * per_round, min(requests, (r + 1) * per_round)):
-                    elapsed, reply = timed("/v1/route", i)
-                    route.append(elapsed)
-                    split = reply.json()["routing"]["latency_ms"]
-                    for key in SPLIT:
-                        inside[key].append(split[key])
-                    bar.update()
-                if calibrate:
-                    for i in range(r * per_round, min(requests, (r + 1) * per_round)):
-                        bare.append(timed("/bare-chain", i)[0])
-                        bar.update()
+    series, direct = _series(port, calibrate)
+    proxy = series["route via proxy"][0]
+    ask = {"messages": [{"role": "user", "content": PROMPTS[1]}], "max_tokens": 16}
+    first = proxy.post("/v1/chat/completions", json=ask)
+    first.raise_for_status()
+    t_first = time.perf_counter()
+    samples, inside = _time_series(series, requests, rounds)
+    for client, _ in series.values():
+        client.close()
     serve.shutdown()
     ray.shutdown()
-    result = {
+    return {
         "config": str(config_path),
         "cold_start_s": {"deployed": round(t_deployed - t0, 2), "first_answer": round(t_first - t0, 2)},
-        "route_ms": {"requests": requests, **summary(route)},
+        "requests": requests,
+        "latency_ms": {name: summary(values) for name, values in samples.items()},
         # The ingress's own clock (p50 of each part): embed + route, and each of its two handle calls.
-        "route_inside_ingress_p50_ms": {key: round(statistics.median(v), 2) for key, v in inside.items()},
+        "inside_ingress_p50_ms": {
+            name: {key: round(statistics.median(v), 2) for key, v in parts.items()} for name, parts in inside.items()
+        },
+        "direct_ingress": direct,
         "serve_env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("RAY_SERVE_")},
         "first_answer_text": first.json()["choices"][0]["message"]["content"],
-        "samples_ms": {"route": [round(x, 3) for x in route], "bare_chain": [round(x, 3) for x in bare]},
+        "samples_ms": {name: [round(x, 3) for x in values] for name, values in samples.items()},
     }
-    if calibrate:
-        result["bare_chain_ms"] = {"requests": len(bare), **summary(bare)}
-    return result
 
 
 def plot(result: dict, path: Path) -> None:
@@ -161,10 +203,12 @@ def plot(result: dict, path: Path) -> None:
         if values:
             ordered = sorted(values)
             ax.plot(ordered, [(i + 1) / len(ordered) for i in range(len(ordered))], label=name)
+    tails = [percentile(v, 0.99) for v in result["samples_ms"].values() if v]
+    ax.set_xlim(0, 1.3 * max(tails + [20]))  # a handful of slow outliers would otherwise squash the curves
     ax.axvline(20, color="grey", linestyle="--", linewidth=1, label="target p50 20 ms")
     ax.set_xlabel("latency (ms)")
     ax.set_ylabel("fraction of requests")
-    ax.set_title(f"POST /v1/route, {result['route_ms']['requests']} sequential requests")
+    ax.set_title(f"POST /v1/route and a bare chain, {result['requests']} sequential requests each")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -88,6 +88,10 @@ class RoutingStrategy(ABC):
     name: ClassVar[str]
     Config: ClassVar[type[StrategyConfig]] = StrategyConfig
     learnable: ClassVar[bool] = False
+    # True when score() runs a transformer (milliseconds or more per batch): the router deployment then runs it in a
+    # worker thread so that its event loop keeps taking requests. The small numpy/MLP strategies run inline, where
+    # the hop to a thread would cost more than the scoring itself.
+    runs_model: ClassVar[bool] = False
 
     def __init__(self, catalog: ExpertCatalog, config: StrategyConfig | None = None):
         self.catalog = catalog

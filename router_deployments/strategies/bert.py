@@ -50,6 +50,7 @@ class BertStrategy(RoutingStrategy):
 
     name = "bert"
     Config = BertRouterConfig
+    runs_model = True
 
     def __init__(self, catalog, config=None):
         super().__init__(catalog, config)

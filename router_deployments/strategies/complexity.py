@@ -63,6 +63,7 @@ class ComplexityStrategy(RoutingStrategy):
 
     name = "complexity"
     Config = ComplexityConfig
+    runs_model = True
 
     def __init__(self, catalog, config=None):
         super().__init__(catalog, config)

@@ -75,6 +75,20 @@ def test_route_endpoint_returns_the_decision_alone(graph_url):
     assert 0 < split["embedding"] < split["routing"] and 0 < split["router"] < split["routing"]
 
 
+def test_ingress_replica_also_answers_directly(graph_url):
+    """Throughput-optimised Serve (configs/serve.env) lets the ingress replica take HTTP itself, one hop shorter."""
+    from serve_app.benchmark import direct_ingress_url
+
+    proxy_port = int(graph_url.rsplit(":", 1)[1])
+    url = direct_ingress_url("routerllm-test", proxy_port)
+    assert url is not None and 8100 <= int(url.rsplit(":", 1)[1]) <= 8199  # the range configs/serve.env sets
+    r = post(url, "/v1/route", {"prompt": "Write a Python function that reverses a list."})
+    assert r.status_code == 200, r.text
+    assert r.json()["routing"]["expert"] in ("smol", "gpu_llm", "dead_api")
+    bad = post(url, "/v1/route", {"messages": []})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "messages"
+
+
 def test_dead_expert_named_directly_is_a_clear_503(graph_url):
     r = post(graph_url, "/v1/chat/completions", {"model": "dead_api", "messages": ASK})
     assert r.status_code == 503
