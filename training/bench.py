@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from experts.catalog import ExpertCatalog
 from router_deployments.objectives import ObjectiveWeights
-from router_deployments.strategies import STRATEGIES, RouteContext, RoutingStrategy, build_strategy
+from router_deployments.strategies import STRATEGIES, RouteContext, RoutingStrategy, get_strategy_class
 from router_deployments.strategies.oracle import OracleStrategy
 from training import metrics
 from training.routerbench import OutcomeTable, catalog_from_table, load_routerbench, resolve_experts
@@ -168,11 +168,26 @@ def check_strategy_names(names: list[str]) -> None:
         raise ValueError(f"Invalid strategies {unknown}. Available strategies are {sorted({*STRATEGIES, *TRAINERS})}")
 
 
+def strategy_config(options: list[str] | None) -> dict[str, Any]:
+    """`--set` for a strategy without a trainer sets fields of its config, e.g. complexity.model=./my-classifier.
+
+    Values are read as JSON where they parse (numbers, booleans, objects), else as plain strings; the strategy's
+    config schema validates them.
+    """
+    config: dict[str, Any] = {}
+    for flag, value in zip(options[::2], options[1::2]) if options else ():
+        try:
+            config[flag.lstrip("-").replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            config[flag.lstrip("-").replace("-", "_")] = value
+    return config
+
+
 def build_router(name: str, data: BenchData, options: list[str] | None = None) -> RoutingStrategy:
-    """Train (TRAINERS) or build (other registered strategies) one router on the training data."""
-    if options and name not in TRAINERS:
-        raise ValueError(f"strategy {name!r} has no trainer, so it takes no options (got {options})")
+    """Train (TRAINERS) or build (other registered strategies, configured by `options`) one router."""
     if name == "oracle":
+        if options:
+            raise ValueError(f"the oracle takes no options (got {options})")
         oracle = OracleStrategy(data.catalog)
         return oracle.set_outcomes(data.eval.prompts, data.eval.scores, data.eval.costs)
     if name in TRAINERS:
@@ -181,7 +196,9 @@ def build_router(name: str, data: BenchData, options: list[str] | None = None) -
             raise ModuleNotFoundError(f"the trainer of {name!r} ({TRAINERS[name]}) does not exist yet")
         kwargs = trainer_options(module, options)
         return module.fit_from_table(data.train, data.train_embeddings, data.catalog, **kwargs)
-    strategy = build_strategy(name, data.catalog)
+    cls = get_strategy_class(name)
+    config = cls.Config(**strategy_config(options))  # checked before any model loads
+    strategy = cls(data.catalog, config)
     strategy.setup()
     return strategy
 

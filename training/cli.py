@@ -106,7 +106,8 @@ def add_bench_command(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="STRATEGY.OPTION=VALUE",
-        help="a trainer option, e.g. --set knn.k=20 (repeatable)",
+        help="a trainer option (knn.k=20), or a config field of a strategy without a trainer "
+        "(complexity.model=DIR); repeatable",
     )
     parser.add_argument("--save-checkpoints", action="store_true", help="save trained strategies under <out>")
     parser.add_argument(

@@ -42,6 +42,23 @@ def test_bench_writes_results_and_plot(routerbench_dir, tmp_path, capsys, fake_e
     assert "knn" in table and "mistral-7b-chat" in table
 
 
+def test_bench_runs_the_complexity_router_on_a_configured_classifier(routerbench_dir, tmp_path, fake_embeddings):
+    """No hub here: a tiny two-label classifier stands in for grahamaco/question-complexity-classifier."""
+    from tests.tiny_bert import save_tiny_bert
+
+    model = save_tiny_bert(tmp_path / "clf", layers=1, classifier=True, num_labels=2, head_bias=[0.0, 3.0])
+    out = tmp_path / "bench"
+    argv = ["bench", "--train", str(routerbench_dir), "--out", str(out), "--experts", "seed4", "--limit", "80"]
+    argv += ["--strategies", "complexity", "--set", f"complexity.model={model}", "--set", "dummy.seed=3"]
+    assert main(argv) == 0
+    complexity = json.loads((out / "results.json").read_text())["routers"]["complexity"]
+    # Mostly "complex" (LABEL_1) -> the largest expert, the seed mapping; its cost weight still moves it.
+    assert complexity["default"]["shares"]["llama-2-70b-chat"] > 0.5
+    assert len(complexity["curve"]) == len(bench.cost_weights())
+    with pytest.raises(ValueError, match="nope"):  # the strategy's config schema rejects unknown fields
+        bench.build_router("complexity", None, ["--nope", "1"])
+
+
 def test_bench_named_strategy_without_trainer_is_an_error(routerbench_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(bench.TRAINERS, "ghost", "training.no_such_trainer_module")
     argv = ["bench", "--train", str(routerbench_dir), "--out", str(tmp_path), "--strategies", "ghost"]
