@@ -96,7 +96,7 @@ def direct_ingress_url(app_name: str, proxy_port: int) -> str | None:
     groups = ray.get(controller.get_target_groups.remote(app_name))
     for group in groups:
         for target in group.targets:
-            if str(group.protocol).upper().endswith("HTTP") and target.port != proxy_port:
+            if group.protocol == "HTTP" and target.port != proxy_port:  # not the proxy's own fallback target
                 return f"http://127.0.0.1:{target.port}"  # single-node bench; Serve binds it like the proxy
     return None
 

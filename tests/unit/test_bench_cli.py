@@ -57,6 +57,8 @@ def test_bench_runs_the_complexity_router_on_a_configured_classifier(routerbench
     assert len(complexity["curve"]) == len(bench.cost_weights())
     with pytest.raises(ValueError, match="nope"):  # the strategy's config schema rejects unknown fields
         bench.build_router("complexity", None, ["--nope", "1"])
+    with pytest.raises(ValueError, match="oracle takes no options"):
+        bench.build_router("oracle", None, ["--k", "1"])
 
 
 def test_bench_named_strategy_without_trainer_is_an_error(routerbench_dir, tmp_path, monkeypatch, capsys):

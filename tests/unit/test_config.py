@@ -43,6 +43,8 @@ def _base() -> dict:
         (lambda c: c.update(experts=[]), "experts"),
         (lambda c: c["embedding"].update(runtime="tensorrt"), "runtime"),
         (lambda c: c["embedding"].update(threads=0), "threads"),
+        (lambda c: c["experts"][0].update(temperature=3), "temperature"),
+        (lambda c: c["experts"][0].update(top_p=0), "top_p"),
     ],
 )
 def test_invalid_configs_are_rejected_with_the_reason(tmp_path, mutate, message):
