@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from experts.catalog import ExpertCatalog, ExpertSpec
 from router_deployments.objectives import ObjectiveWeights
-from router_deployments.strategies import STRATEGIES
+from router_deployments.strategies import OFFLINE_ONLY, STRATEGIES
 from training.learner import LearnerConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -85,6 +85,12 @@ class RouterConfig(_Strict):
         unknown = [s for s in self.strategies if s not in STRATEGIES]
         if unknown:
             raise ValueError(f"unknown strategies {unknown}. Available strategies are {sorted(STRATEGIES)}")
+        offline = sorted(OFFLINE_ONLY & set(self.strategies))
+        if offline:
+            raise ValueError(
+                f"strategies {offline} are offline references (they read true outcomes or task labels that a "
+                f"request does not carry): use them in `routerllm bench`, not in a served router"
+            )
         if self.default_strategy not in self.strategies:
             raise ValueError(
                 f"default_strategy {self.default_strategy!r} is not enabled; enabled: {sorted(self.strategies)}"

@@ -4,6 +4,8 @@ Every router is scored on the held-out prompts by what its chosen expert really 
 comes from sweeping the cost weight (ObjectiveWeights(quality=1, cost=lam) for lam in cost_weights()); strategies
 that fan out to several experts are scored on their top-1 choice (`decision.expert`). The random baseline
 (`dummy`) ignores weights, so it is one point: a sweep would only sample noise and its hull would flatter it.
+References: `knn` (RouterBench's kNN router), `task` (knows each prompt's task and every expert's mean outcome on
+it: where routing by task alone gets) and `oracle` (knows the true outcomes: the ceiling).
 
 Trainers plug in through TRAINERS (see training/train_knn.py for the contract): `fit_from_table(table, embeddings,
 catalog, **options)`, options built from the module's `add_arguments` defaults, overridden by `--set name.opt=v`.
@@ -28,6 +30,7 @@ from experts.catalog import ExpertCatalog
 from router_deployments.objectives import ObjectiveWeights
 from router_deployments.strategies import STRATEGIES, RouteContext, RoutingStrategy, get_strategy_class
 from router_deployments.strategies.oracle import OracleStrategy
+from router_deployments.strategies.task import TaskStrategy
 from training import metrics
 from training.routerbench import OutcomeTable, catalog_from_table, load_routerbench, resolve_experts
 
@@ -37,7 +40,7 @@ TRAINERS: dict[str, str] = {
     "moe": "training.train_moe",
     "rl": "training.train_rl",
 }
-REFERENCES = ("knn", "oracle")
+REFERENCES = ("knn", "task", "oracle")
 RANDOM = "dummy"
 DEFAULT_STRATEGIES = (RANDOM, *TRAINERS)
 # Cost penalties are scaled to [0, 1] and qualities differ by ~1/k, so cost weights 1e-3..100 span "ignore cost"
@@ -185,11 +188,13 @@ def strategy_config(options: list[str] | None) -> dict[str, Any]:
 
 def build_router(name: str, data: BenchData, options: list[str] | None = None) -> RoutingStrategy:
     """Train (TRAINERS) or build (other registered strategies, configured by `options`) one router."""
-    if name == "oracle":
+    if name in ("oracle", "task"):
         if options:
-            raise ValueError(f"the oracle takes no options (got {options})")
-        oracle = OracleStrategy(data.catalog)
-        return oracle.set_outcomes(data.eval.prompts, data.eval.scores, data.eval.costs)
+            raise ValueError(f"the {name} reference takes no options (got {options})")
+        if name == "oracle":
+            return OracleStrategy(data.catalog).set_outcomes(data.eval.prompts, data.eval.scores, data.eval.costs)
+        task = TaskStrategy(data.catalog).fit(data.train.tasks, data.train.scores, data.train.costs)
+        return task.set_prompt_tasks(data.eval.prompts, data.eval.tasks)
     if name in TRAINERS:
         module = trainer_module(name)
         if module is None:

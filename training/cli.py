@@ -97,7 +97,7 @@ def add_bench_command(subparsers: argparse._SubParsersAction) -> None:
         "--strategies",
         default=None,
         help=f"comma list (default: {','.join(DEFAULT_STRATEGIES)}, skipping trainers not written yet); "
-        "knn, oracle and dummy (random) are always included",
+        "the references knn, task and oracle, and dummy (random), are always included",
     )
     parser.add_argument("--limit", type=int, default=None, help="at most N prompts per table (quick runs)")
     parser.add_argument(

@@ -21,11 +21,15 @@ STRATEGIES: dict[str, str] = {
     "dummy": "router_deployments.strategies.dummy:DummyStrategy",
     "knn": "router_deployments.strategies.knn:KnnStrategy",
     "oracle": "router_deployments.strategies.oracle:OracleStrategy",
+    "task": "router_deployments.strategies.task:TaskStrategy",
     "bert": "router_deployments.strategies.bert:BertStrategy",
     "complexity": "router_deployments.strategies.complexity:ComplexityStrategy",
     "moe": "router_deployments.strategies.moe:MoEStrategy",
     "rl": "router_deployments.strategies.rl:RLStrategy",
 }
+
+# References that read what a served request does not carry (true outcomes, task labels): bench only, never served.
+OFFLINE_ONLY = frozenset({"oracle", "task"})
 
 
 def get_strategy_class(name: str) -> type[RoutingStrategy]:
@@ -42,6 +46,7 @@ def build_strategy(name: str, catalog: ExpertCatalog, config: dict[str, Any] | N
 
 
 __all__ = [
+    "OFFLINE_ONLY",
     "STRATEGIES",
     "Experience",
     "RouteContext",

@@ -22,7 +22,7 @@ def test_bench_writes_results_and_plot(routerbench_dir, tmp_path, capsys, fake_e
     results = json.loads((out / "results.json").read_text())
     assert (out / "cost_quality.png").stat().st_size > 10_000
     assert (out / "checkpoints" / "knn" / "meta.json").is_file()
-    assert set(results["routers"]) == {"dummy", "knn", "oracle"}
+    assert set(results["routers"]) == {"dummy", "knn", "task", "oracle"}
     assert results["n_train"] + results["n_eval"] == 120
     assert results["experts"] == [
         "llama-2-70b-chat",
@@ -37,6 +37,10 @@ def test_bench_writes_results_and_plot(routerbench_dir, tmp_path, capsys, fake_e
     for entry in [*results["routers"].values(), *results["single_experts"].values()]:
         assert 0 <= entry["aiq"] <= oracle["aiq"] + 1e-9
     assert oracle["default"]["quality"] >= max(e["quality"] for e in results["single_experts"].values())
+    # The task reference routes each task to its best expert on the training part, one per task at cost weight 0.
+    task = results["routers"]["task"]
+    assert task["kind"] == "reference" and len(task["curve"]) == len(bench.cost_weights())
+    assert 1 <= sum(share > 0 for share in task["default"]["shares"].values()) <= 3
     assert knn["latency_ms"]["p50"] > 0
     table = capsys.readouterr().out
     assert "knn" in table and "mistral-7b-chat" in table
@@ -57,8 +61,9 @@ def test_bench_runs_the_complexity_router_on_a_configured_classifier(routerbench
     assert len(complexity["curve"]) == len(bench.cost_weights())
     with pytest.raises(ValueError, match="nope"):  # the strategy's config schema rejects unknown fields
         bench.build_router("complexity", None, ["--nope", "1"])
-    with pytest.raises(ValueError, match="oracle takes no options"):
-        bench.build_router("oracle", None, ["--k", "1"])
+    for reference in ("oracle", "task"):
+        with pytest.raises(ValueError, match=f"{reference} reference takes no options"):
+            bench.build_router(reference, None, ["--k", "1"])
 
 
 def test_bench_named_strategy_without_trainer_is_an_error(routerbench_dir, tmp_path, monkeypatch, capsys):
@@ -73,7 +78,7 @@ def test_bench_skips_unwritten_trainers_it_was_not_asked_for(routerbench_dir, tm
     monkeypatch.setitem(bench.TRAINERS, "ghost", "training.no_such_trainer_module")
     monkeypatch.setattr(bench, "DEFAULT_STRATEGIES", ("dummy", "ghost"))
     config = bench.BenchConfig(train=str(routerbench_dir), out=str(tmp_path), limit=60)
-    assert set(bench.run_bench(config)["routers"]) == {"dummy", "knn", "oracle"}
+    assert set(bench.run_bench(config)["routers"]) == {"dummy", "knn", "task", "oracle"}
 
 
 def test_bench_rejects_unknown_strategies_and_options(routerbench_dir, tmp_path):

@@ -1,4 +1,4 @@
-"""The kNN and oracle reference routers: predictions, weights, determinism and checkpoints."""
+"""The kNN, task and oracle reference routers: predictions, weights, determinism and checkpoints."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from router_deployments.objectives import ObjectiveWeights
 from router_deployments.strategies import RouteContext, build_strategy
 from router_deployments.strategies.knn import KnnConfig, KnnStrategy
 from router_deployments.strategies.oracle import OracleStrategy, UnknownPromptError
+from router_deployments.strategies.task import TaskStrategy
 from training.routerbench import OutcomeTable, catalog_from_table, load_routerbench
 
 MODELS = ["org/big-70b", "org/small-7b"]
@@ -157,6 +158,51 @@ def test_oracle_refuses_unknown_prompts(catalog):
     oracle = OracleStrategy(catalog).set_outcomes(table.prompts, table.scores)
     with pytest.raises(UnknownPromptError, match="no recorded outcomes"):
         oracle.route(RouteContext(text="never seen", embedding=np.zeros(2)))
+
+
+def two_task_reference(catalog) -> TaskStrategy:
+    """Task "a" (prompts 0-2): big right 3/3, small 1/3. Task "b" (prompt 3): only small is right."""
+    table = tiny_table()
+    task = TaskStrategy(catalog).fit(["a", "a", "a", "b"], table.scores, table.costs)
+    return task.set_prompt_tasks(["qa", "qb"], ["a", "b"])
+
+
+def test_task_reference_routes_by_each_experts_mean_on_the_prompts_task(catalog):
+    task = two_task_reference(catalog)
+    assert task.quality["a"] == pytest.approx([1.0, 1 / 3])
+    assert task.quality["b"] == pytest.approx([0.0, 1.0])
+    assert [task.route(contexts(np.zeros((1, 2)), texts=[t])[0]).expert for t in ("qa", "qb")] == [
+        "big-70b",
+        "small-7b",
+    ]
+    # Cost weight 1: big's 2/3 edge on task a is worth less than its extra cost (1.0 - 0.1 of the scale).
+    pricey = ObjectiveWeights(quality=1, cost=1.0)
+    assert task.route(contexts(np.zeros((1, 2)), pricey, texts=["qa"])[0]).expert == "small-7b"
+    # Ties go to the cheaper expert.
+    tied = TaskStrategy(catalog).fit(["t"], np.array([[1.0, 1.0]]), np.array([[1e-3, 1e-4]]))
+    assert tied.set_prompt_tasks(["q"], ["t"]).route(contexts(np.zeros((1, 2)), texts=["q"])[0]).expert == "small-7b"
+
+
+def test_task_reference_uses_the_tasks_mean_recorded_cost(catalog):
+    # On task "cheap" the big expert happened to cost as little as the small one: it wins at any cost weight.
+    scores = np.array([[1, 0], [1, 1]], dtype=np.float32)
+    costs = np.array([[1e-4, 1e-4], [1e-3, 1e-4]], dtype=np.float32)
+    task = TaskStrategy(catalog).fit(["cheap", "dear"], scores, costs).set_prompt_tasks(["q"], ["cheap"])
+    assert task.route(contexts(np.zeros((1, 2)), ObjectiveWeights(cost=50.0), texts=["q"])[0]).expert == "big-70b"
+
+
+def test_task_reference_errors(catalog):
+    task = two_task_reference(catalog)
+    with pytest.raises(UnknownPromptError, match="no task label"):
+        task.route(RouteContext(text="never seen", embedding=np.zeros(2)))
+    with pytest.raises(ValueError, match="have no training prompts"):
+        task.set_prompt_tasks(["q"], ["c"])
+    with pytest.raises(ValueError, match="task labels"):
+        task.set_prompt_tasks(["q", "r"], ["a"])
+    with pytest.raises(ValueError, match="shape"):
+        TaskStrategy(catalog).fit(["a"], np.zeros((1, 3)), np.zeros((1, 3)))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        TaskStrategy(catalog).route(RouteContext(text="q", embedding=np.zeros(2)))
 
 
 @pytest.mark.data
