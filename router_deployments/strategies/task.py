@@ -7,11 +7,13 @@ task and estimates each expert's mean on it already sits near this line, and bea
 
 Quality is an expert's mean score on the task's training prompts; cost is its mean recorded cost there, scaled by
 the same constant as every strategy's cost penalty (the priciest expert's typical call), so a cost weight means
-what it means elsewhere. Ties go to the cheaper expert.
+what it means elsewhere. Ties go to the cheaper expert. A task with no training prompts falls back to the mean over
+all training prompts (a warning says which), so an evaluation set with a new task still runs.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,7 +22,11 @@ from experts.catalog import ExpertCatalog
 from router_deployments.strategies.base import RouteContext, RoutingStrategy, StrategyConfig
 from router_deployments.strategies.oracle import UnknownPromptError
 
+logger = logging.getLogger(__name__)
+
 TIE_BREAK = 1e-6
+ALL_TASKS = "*"
+"""Key of the mean over every training prompt, used for tasks the reference was not fitted on."""
 
 
 class TaskStrategy(RoutingStrategy):
@@ -45,6 +51,7 @@ class TaskStrategy(RoutingStrategy):
         scale = float(self.profile.cost.max()) or 1.0
         self.quality = {t: scores[labels == t].mean(0) for t in sorted(set(tasks))}
         self.cost_norm = {t: costs[labels == t].mean(0) / scale for t in sorted(set(tasks))}
+        self.quality[ALL_TASKS], self.cost_norm[ALL_TASKS] = scores.mean(0), costs.mean(0) / scale
         self.policy_version += 1
         return self
 
@@ -52,10 +59,12 @@ class TaskStrategy(RoutingStrategy):
         """The task label of each prompt it will be asked to route (e.g. the evaluation table's)."""
         if len(texts) != len(tasks):
             raise ValueError(f"{len(texts)} prompts but {len(tasks)} task labels")
+        if not self.quality:
+            raise RuntimeError("the task reference is not fitted: call fit() first")
         unknown = sorted(set(tasks) - set(self.quality))
         if unknown:
-            raise ValueError(f"tasks {unknown} have no training prompts; fitted tasks are {sorted(self.quality)}")
-        self._task_of = dict(zip(texts, tasks))
+            logger.warning("tasks %s have no training prompts: routed by the mean over all tasks", unknown)
+        self._task_of = {text: task if task in self.quality else ALL_TASKS for text, task in zip(texts, tasks)}
         return self
 
     def _task(self, text: str) -> str:

@@ -195,8 +195,11 @@ def test_task_reference_errors(catalog):
     task = two_task_reference(catalog)
     with pytest.raises(UnknownPromptError, match="no task label"):
         task.route(RouteContext(text="never seen", embedding=np.zeros(2)))
-    with pytest.raises(ValueError, match="have no training prompts"):
-        task.set_prompt_tasks(["q"], ["c"])
+    # A task it has no training prompts for is routed by the mean over all of them (big: 3/4, small: 2/4).
+    task.set_prompt_tasks(["qc"], ["c"])
+    assert task.route(contexts(np.zeros((1, 2)), texts=["qc"])[0]).expert == "big-70b"
+    with pytest.raises(RuntimeError, match="not fitted"):
+        TaskStrategy(catalog).set_prompt_tasks(["q"], ["a"])
     with pytest.raises(ValueError, match="task labels"):
         task.set_prompt_tasks(["q", "r"], ["a"])
     with pytest.raises(ValueError, match="shape"):
