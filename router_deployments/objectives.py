@@ -57,11 +57,16 @@ class ExpertProfile:
     def latency_norm(self) -> np.ndarray:
         return self._scaled(self.latency)
 
-    def utility(self, quality: np.ndarray, weights: ObjectiveWeights) -> np.ndarray:
-        """Weighted value of each expert given predicted quality (shape [..., n_experts])."""
+    def utility(
+        self, quality: np.ndarray, weights: ObjectiveWeights, cost_norm: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Weighted value of each expert given predicted quality (shape [..., n_experts]).
+
+        `cost_norm` replaces the typical call's cost with a known one (e.g. a recorded call's), in the same scale.
+        """
         return (
             weights.quality * quality
-            - weights.cost * self.cost_norm
+            - weights.cost * (self.cost_norm if cost_norm is None else cost_norm)
             - weights.carbon * self.carbon_norm
             - weights.latency * self.latency_norm
         )

@@ -28,7 +28,13 @@ from tqdm import tqdm
 
 from experts.catalog import ExpertCatalog
 from router_deployments.objectives import ObjectiveWeights
-from router_deployments.strategies import STRATEGIES, RouteContext, RoutingStrategy, get_strategy_class
+from router_deployments.strategies import (
+    OFFLINE_ONLY,
+    STRATEGIES,
+    RouteContext,
+    RoutingStrategy,
+    get_strategy_class,
+)
 from router_deployments.strategies.oracle import OracleStrategy
 from router_deployments.strategies.task import TaskStrategy
 from training import metrics
@@ -188,11 +194,11 @@ def strategy_config(options: list[str] | None) -> dict[str, Any]:
 
 def build_router(name: str, data: BenchData, options: list[str] | None = None) -> RoutingStrategy:
     """Train (TRAINERS) or build (other registered strategies, configured by `options`) one router."""
-    if name in ("oracle", "task"):
-        if options:
-            raise ValueError(f"the {name} reference takes no options (got {options})")
-        if name == "oracle":
-            return OracleStrategy(data.catalog).set_outcomes(data.eval.prompts, data.eval.scores, data.eval.costs)
+    if name in OFFLINE_ONLY and options:
+        raise ValueError(f"the {name} reference takes no options (got {options})")
+    if name == "oracle":
+        return OracleStrategy(data.catalog).set_outcomes(data.eval.prompts, data.eval.scores, data.eval.costs)
+    if name == "task":
         task = TaskStrategy(data.catalog).fit(data.train.tasks, data.train.scores, data.train.costs)
         return task.set_prompt_tasks(data.eval.prompts, data.eval.tasks)
     if name in TRAINERS:

@@ -52,25 +52,23 @@ class OracleStrategy(RoutingStrategy):
         self.policy_version += 1
         return self
 
-    def _row(self, text: str) -> int:
-        try:
-            return self._rows[text]
-        except KeyError:
-            raise UnknownPromptError(
-                f"the oracle has no recorded outcomes for prompt {text[:80]!r}... ({len(self._rows)} prompts "
-                "known); it only routes prompts whose outcomes were given to set_outcomes()"
-            ) from None
-
     def score(self, contexts: list[RouteContext]) -> np.ndarray:
-        rows = [self._row(c.text) for c in contexts]
         out = np.empty((len(contexts), len(self.catalog)), dtype=np.float64)
-        for i, (row, ctx) in enumerate(zip(rows, contexts)):
+        for i, ctx in enumerate(contexts):
+            row = lookup_prompt(self._rows, ctx.text, "the oracle has no recorded outcomes", "set_outcomes()")
             # float64: the tie-break is below float32 resolution near 1.
-            utility = self.profile.utility(self._scores[row].astype(np.float64), ctx.weights)
-            cost_norm = self.profile.cost_norm.astype(np.float64)
-            if self._cost_norm is not None:
-                # Swap the typical call's cost penalty for this call's recorded one.
-                utility = utility + ctx.weights.cost * (cost_norm - self._cost_norm[row])
-                cost_norm = self._cost_norm[row]
-            out[i] = utility - TIE_BREAK * cost_norm
+            cost_norm = self.profile.cost_norm.astype(np.float64) if self._cost_norm is None else self._cost_norm[row]
+            quality = self._scores[row].astype(np.float64)
+            out[i] = self.profile.utility(quality, ctx.weights, cost_norm) - TIE_BREAK * cost_norm
         return out
+
+
+def lookup_prompt(rows: dict, text: str, missing: str, given_to: str):
+    """rows[text] for an offline reference that only knows the prompts it was given; a clear error otherwise."""
+    try:
+        return rows[text]
+    except KeyError:
+        raise UnknownPromptError(
+            f"{missing} for prompt {text[:80]!r}... ({len(rows)} prompts known); it only routes prompts given to "
+            f"{given_to}"
+        ) from None

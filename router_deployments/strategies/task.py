@@ -20,7 +20,7 @@ import numpy as np
 
 from experts.catalog import ExpertCatalog
 from router_deployments.strategies.base import RouteContext, RoutingStrategy, StrategyConfig
-from router_deployments.strategies.oracle import UnknownPromptError
+from router_deployments.strategies.oracle import lookup_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -67,23 +67,12 @@ class TaskStrategy(RoutingStrategy):
         self._task_of = {text: task if task in self.quality else ALL_TASKS for text, task in zip(texts, tasks)}
         return self
 
-    def _task(self, text: str) -> str:
-        try:
-            return self._task_of[text]
-        except KeyError:
-            raise UnknownPromptError(
-                f"the task reference has no task label for prompt {text[:80]!r}...; it only routes prompts "
-                "given to set_prompt_tasks()"
-            ) from None
-
     def score(self, contexts: list[RouteContext]) -> np.ndarray:
         if not self.quality:
             raise RuntimeError("the task reference is not fitted: call fit() first")
         out = np.empty((len(contexts), len(self.catalog)), dtype=np.float64)
         for i, ctx in enumerate(contexts):
-            task = self._task(ctx.text)
-            utility = self.profile.utility(self.quality[task], ctx.weights)
-            # Swap the typical call's cost penalty for the task's mean recorded one.
-            utility = utility + ctx.weights.cost * (self.profile.cost_norm - self.cost_norm[task])
-            out[i] = utility - TIE_BREAK * self.cost_norm[task]
+            task = lookup_prompt(self._task_of, ctx.text, "the task reference has no task label", "set_prompt_tasks()")
+            cost_norm = self.cost_norm[task]
+            out[i] = self.profile.utility(self.quality[task], ctx.weights, cost_norm) - TIE_BREAK * cost_norm
         return out
