@@ -5,8 +5,6 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # The small CPU wheel; a bare `torch` requirement would pull a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
-# Ray Serve process settings (read when Ray starts): see configs/serve.env.
-SERVE_ENV := $(shell grep -v "^\#" configs/serve.env | xargs)
 
 .PHONY: setup run test bench-serving lint
 
@@ -21,14 +19,15 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# `python -m serve_app run` is `serve run serve_app:graph` with the Serve settings of configs/serve.env applied.
 run: $(STAMP)
-	env $(SERVE_ENV) $(VENV)/bin/serve run serve_app:graph
+	$(PY) -m serve_app run
 
 test: $(STAMP)
 	$(PY) -m pytest
 
 bench-serving: $(STAMP)
-	env $(SERVE_ENV) $(PY) -m serve_app.benchmark --config configs/cpu.yaml --requests 200 --out runs/serve-bench
+	$(PY) -m serve_app.benchmark --config configs/cpu.yaml --requests 200 --out runs/serve-bench
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

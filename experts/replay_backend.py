@@ -20,7 +20,7 @@ from experts.base import ExpertBackend, ExpertError, GenerationRequest, Generati
 from experts.catalog import ExpertSpec
 
 if TYPE_CHECKING:
-    from training.routerbench import OutcomeTable
+    from training.data.routerbench import OutcomeTable
 
 # About four characters per token for English text and code (OpenAI's rule of thumb). RouterBench records no
 # token counts, and the cost it recorded is reported separately in `extra`, so an estimate is enough here.
@@ -38,7 +38,7 @@ def estimate_tokens(text: str) -> int:
 def _load_table(data: str) -> tuple[OutcomeTable, dict[str, int]]:
     """All models of one table plus an index text -> row; shared by every replay expert of the process."""
     # Loaded lazily: the table format lives with the training code, and serving without replay never needs it.
-    from training.routerbench import load_routerbench
+    from training.data.routerbench import load_routerbench
 
     table = load_routerbench(data)
     return table, {text: row for row, text in enumerate(table.prompts)}
@@ -89,7 +89,7 @@ class ReplayBackend(ExpertBackend):
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         """The recorded answer, whole: max_tokens is not applied, as the recorded score belongs to all of it."""
-        from training.routerbench import response_text
+        from training.data.routerbench import response_text
 
         started = time.perf_counter()
         await self.start()

@@ -153,7 +153,8 @@ def measure(config_path: str, requests: int, rounds: int, num_cpus: int | None, 
     from ray import serve
 
     from serve_app.builder import build_app
-    from serve_app.config import apply_serve_env, load_config
+    from serve_app.config import load_config
+    from serve_app.serve_env import apply_serve_env
 
     apply_serve_env()  # the same Serve settings as `make run`
     config = load_config(config_path)

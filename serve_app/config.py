@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -12,24 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from experts.catalog import ExpertCatalog, ExpertSpec
 from router_deployments.objectives import ObjectiveWeights
 from router_deployments.strategies import OFFLINE_ONLY, STRATEGIES
-from training.learner import LearnerConfig
+from training.online.learner import LearnerConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "cpu.yaml"
-SERVE_ENV_FILE = REPO_ROOT / "configs" / "serve.env"
-
-
-def serve_env(path: Path = SERVE_ENV_FILE) -> dict[str, str]:
-    """Ray Serve process settings (`KEY=VALUE` lines, `#` comments); they apply only where Ray is started."""
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if line.strip() and line[0] != "#")
-    return {key.strip(): value.strip() for key, value in pairs}
-
-
-def apply_serve_env() -> dict[str, str]:
-    """Put `serve_env()` into this process's environment (values already set win) before it starts Ray."""
-    for key, value in serve_env().items():
-        os.environ.setdefault(key, value)
-    return {key: os.environ[key] for key in serve_env()}
 
 
 class _Strict(BaseModel):

@@ -28,9 +28,9 @@ from serve_app.api_models import (
 )
 from serve_app.config import AppConfig
 from serve_app.errors import APIError, bad_request, not_found, upstream_error
-from serve_app.metrics import RequestMetrics
-from training.learner_actor import get_or_create_learner
-from training.outcome_store import DuplicateFeedbackError, InvalidScoreError, UnknownRequestError
+from serve_app.request_metrics import RequestMetrics
+from training.online.learner_actor import get_or_create_learner
+from training.online.outcome_store import DuplicateFeedbackError, InvalidScoreError, UnknownRequestError
 
 logger = logging.getLogger("routerllm.ingress")
 

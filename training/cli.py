@@ -13,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from training.bench import DEFAULT_GRID, DEFAULT_STRATEGIES, TRAINERS
+from training.benchmarks.offline import DEFAULT_GRID, DEFAULT_STRATEGIES, TRAINERS
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +39,7 @@ def train_parser(strategy: str) -> tuple[argparse.ArgumentParser, set[str]]:
     """The parser of `routerllm train <strategy>`, and the destinations that are not the trainer's options.
 
     The shared options have names no trainer should use (trainers own --seed, --encoder, ...)."""
-    from training.bench import trainer_module
+    from training.benchmarks.offline import trainer_module
 
     module = trainer_module(strategy)
     if module is None:
@@ -61,7 +61,7 @@ def train_parser(strategy: str) -> tuple[argparse.ArgumentParser, set[str]]:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from training.bench import train_and_save
+    from training.benchmarks.offline import train_and_save
 
     parser, common = train_parser(args.strategy)
     ns = parser.parse_args(args.args)
@@ -118,8 +118,8 @@ def add_bench_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from training.bench import BenchConfig, format_table, parse_set_options
-    from training.bench import run_bench as bench
+    from training.benchmarks.offline import BenchConfig, format_table, parse_set_options
+    from training.benchmarks.offline import run_bench as bench
 
     strategies = None if args.strategies is None else [s.strip() for s in args.strategies.split(",") if s.strip()]
     config = BenchConfig(
@@ -148,7 +148,7 @@ def add_bench_online_command(subparsers: argparse._SubParsersAction) -> None:
         "bench-online",
         help="replay a stream of prompts through the online learners, VW and references (learning while serving)",
         description="Writes <out>/results.json and <out>/learning_curve.png and prints a table "
-        "(see training/online_bench.py).",
+        "(see training/benchmarks/online.py).",
     )
     parser.add_argument("--data", required=True, help="RouterBench CSV or directory")
     parser.add_argument("--out", required=True, help="output directory")
@@ -188,7 +188,7 @@ def add_bench_online_command(subparsers: argparse._SubParsersAction) -> None:
     _add_data_options(parser)
 
     def run(args: argparse.Namespace) -> int:
-        from training.online_bench import run_cli
+        from training.benchmarks.online import run_cli
 
         return run_cli(args)
 

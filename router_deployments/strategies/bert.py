@@ -1,10 +1,10 @@
 """BERT router: a transformer encoder, mean pooling, dropout and a linear head over the experts, fine-tuned end to end.
 
 The head's softmax output is read as each expert's estimated quality on the prompt: trained on outcome tables, the
-target of a prompt is the share of "best expert" it gives each expert (see training.train_bert), so experts that
-are often best on prompts like this one get most of the mass. `score` then applies the ExpertProfile utility with the
-request's weights, quality * p - cost * cost_norm - ..., so one trained network serves every cost/carbon/latency
-trade-off and a cost-weight sweep traces a cost-quality curve. Exact ties go to the cheaper expert.
+target of a prompt is the share of "best expert" it gives each expert (see training/trainers/train_bert.py), so
+experts that are often best on prompts like this one get most of the mass. `score` then applies the ExpertProfile
+utility with the request's weights, quality * p - cost * cost_norm - ..., so one trained network serves every
+cost/carbon/latency trade-off and a cost-weight sweep traces a cost-quality curve. Exact ties go to the cheaper expert.
 
 The network reads `ctx.text`, not the shared sentence embedding: it is fine-tuned, so it embeds the text itself. The
 tokenizer truncates from the left (keeps the end of the prompt): few-shot prefixes are long and shared, the question
@@ -63,7 +63,9 @@ class BertStrategy(RoutingStrategy):
         """Load the encoder and tokenizer, add a fresh head, then the configured checkpoint (if any)."""
         self.build()
         if not self.config.checkpoint:
-            logger.warning("bert router has no checkpoint: its head is untrained until training.train_bert fits it")
+            logger.warning(
+                "bert router has no checkpoint: its head is untrained until training.trainers.train_bert fits it"
+            )
         super().setup()
 
     def build(self) -> None:

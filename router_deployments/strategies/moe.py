@@ -1,8 +1,8 @@
 """Dynamic mixture of experts: a gating network over the prompt embedding, reweighted by the objectives.
 
 The GatingNetwork gives each expert a logit, the log-odds that it answers the prompt well, so sigmoid(logit) is
-its predicted quality q_j. Training (training/train_moe.py) fits these logits to recorded qualities and adds the
-load-balancing loss (squared coefficient of variation of expert importance) on noisy gates
+its predicted quality q_j. Training (training/trainers/train_moe.py) fits these logits to recorded qualities and adds
+the load-balancing loss (squared coefficient of variation of expert importance) on noisy gates
 softmax((logit + noise) / temperature), so the gate keeps exploring and no expert is starved early on.
 
 Routing applies the multi-objective adjustment: with the request's weights (ObjectiveWeights),

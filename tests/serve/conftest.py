@@ -10,7 +10,8 @@ import yaml
 from ray import serve
 
 from serve_app.builder import build_app
-from serve_app.config import AppConfig, apply_serve_env
+from serve_app.config import AppConfig
+from serve_app.serve_env import apply_serve_env
 
 
 def _free_port() -> int:

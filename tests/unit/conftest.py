@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from training import bench
+from training.benchmarks import offline as bench
 
 
 @pytest.fixture

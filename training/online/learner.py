@@ -1,0 +1,513 @@
+"""The online learner: turns logged outcomes and feedback into new policy versions, with guardrails.
+
+One loop, read top to bottom in `step()`:
+1. read the outcome+feedback pairs logged since the cursor (training/online/outcome_store.py);
+2. turn each into an Experience whose reward is training/rewards.py's routing_reward under the request's own
+   objective weights (the code offline training uses), and put it in each strategy's replay pool, or, for a
+   `holdback_fraction` of request ids (by hash), in the held-back slice the guardrail evaluates on;
+3. call each strategy's own `learn(batch)` `updates_per_step` times per `batch_size` new experiences: each batch
+   is new experiences topped up with uniform samples from the replay pool (the DQN and gating updates themselves
+   live in the strategies);
+4. every `publish_every_updates` updates or `publish_every_s` seconds, try to publish the trained weights.
+
+Publishing (the guardrails): weights with a NaN or inf are never published (and training restarts from the live
+weights); a candidate whose off-policy value on the held-back slice is below the live policy's by more than
+`publish_margin` is refused. The value is the self-normalised IPS estimate (SNIPS) of the greedy policy:
+    V(pi) = sum_i 1[pi(x_i) = a_i] r_i / p_i  /  sum_i 1[pi(x_i) = a_i] / p_i,
+with a_i the logged expert and p_i the probability the logging router gave it (from the outcome's `probs`,
+clipped at `min_propensity`; 1 when absent, which reduces it to the mean reward where the choices agree). With
+fewer than `min_holdback_matches` agreeing held-back experiences the check is skipped and counted as unchecked.
+
+Versions are directories checkpoint_dir/<strategy>/v<N>/ that are never overwritten; `LIVE.json` beside them
+points at the live one and keeps the history that `rollback` walks back. Each version's meta.json records the
+store cursor it had read up to, so a restarted learner loads the live version, refills its replay from the store
+and continues after that cursor: nothing acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import shutil
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from experts.catalog import ExpertCatalog
+from router_deployments.objectives import ExpertProfile
+from router_deployments.policy_sync import policy_copy
+from router_deployments.strategies import Experience, RouteContext, RoutingStrategy, get_strategy_class
+from training.online.outcome_store import LoggedExperience, OutcomeRecord, OutcomeStore
+from training.rewards import RewardConfig, routing_reward
+
+LIVE_FILE = "LIVE.json"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class StrategyTraining(_Strict):
+    """How one strategy is trained online."""
+
+    warm_start: str | None = Field(None, description="Checkpoint directory of an offline fit; None = cold start.")
+    config: dict[str, Any] = Field(default_factory=dict, description="The strategy's own config (e.g. RLConfig).")
+    epsilon_start: float = Field(0.2, ge=0, le=1, description="Exploration rate published with the first version.")
+    epsilon_end: float = Field(0.02, ge=0, le=1, description="Exploration rate after the decay.")
+    epsilon_decay_experiences: int = Field(
+        2000, ge=1, description="Experiences over which epsilon decays linearly from start to end."
+    )
+    train_on: Literal["all", "own"] = Field(
+        "all", description="Learn from every logged outcome, or only from those this strategy routed."
+    )
+
+
+class LearnerConfig(_Strict):
+    """Everything the online learner needs; one section of a deployment's YAML."""
+
+    store_path: str = Field(description="SQLite file of the outcome store (':memory:' for benchmarks).")
+    checkpoint_dir: str = Field(description="Root of the published versions: <dir>/<strategy>/v<N>/.")
+    strategies: dict[str, StrategyTraining] = Field(
+        default_factory=lambda: {"rl": StrategyTraining(), "moe": StrategyTraining()},
+        description="Strategies to train, by registry name.",
+    )
+    reward: RewardConfig = Field(
+        default_factory=RewardConfig,
+        description="Carbon-budget terms of the reward (its w_* are not used: each request's own weights are).",
+    )
+    batch_size: int = Field(64, ge=1, description="Experiences per learn() call.")
+    updates_per_step: int = Field(
+        1, ge=1, description="learn() calls per batch_size new experiences (each one is in at least one batch)."
+    )
+    min_experiences: int = Field(16, ge=1, description="Replay size before the first update.")
+    replay_capacity: int = Field(50_000, ge=1, description="Most recent experiences kept for replay, per strategy.")
+    publish_every_updates: int = Field(20, ge=1, description="Try to publish after this many updates ...")
+    publish_every_s: float | None = Field(30.0, gt=0, description="... or this many seconds with new updates.")
+    holdback_fraction: float = Field(0.1, ge=0, lt=1, description="Share of request ids held back for evaluation.")
+    holdback_size: int = Field(512, ge=1, description="Most recent held-back experiences evaluated on.")
+    min_holdback_matches: int = Field(20, ge=1, description="Agreeing held-back experiences needed for the check.")
+    min_propensity: float = Field(0.05, gt=0, le=1, description="Floor of logged probabilities in the estimate.")
+    publish_margin: float = Field(0.02, ge=0, description="Largest estimated reward drop a candidate may have.")
+    feedback_ttl_s: float | None = Field(7 * 86400.0, gt=0, description="Feedback older than this is refused.")
+    keep_versions: int | None = Field(None, ge=2, description="Keep the newest N version directories (None: all).")
+    max_fetch: int = Field(10_000, ge=1, description="Most logged experiences read per step.")
+    reward_ema: float = Field(0.01, gt=0, le=1, description="Weight of each new reward in the moving average.")
+    seed: int = Field(0, description="Seeds replay sampling.")
+    torch_threads: int | None = Field(
+        1, ge=1, description="torch threads of the learner actor's process (small networks: 1); None: torch's default."
+    )
+
+
+@dataclass
+class _Trainee:
+    """One strategy under training: its trained copy, the live copy, replay and counters."""
+
+    name: str
+    settings: StrategyTraining
+    strategy: RoutingStrategy
+    live: RoutingStrategy
+    cursor: int = 0
+    replay: deque = field(default_factory=deque)
+    holdback: deque = field(default_factory=deque)
+    new: list = field(default_factory=list)
+    seen: int = 0
+    updates: int = 0
+    updates_since_publish: int = 0
+    last_publish_t: float = 0.0
+    publishes: int = 0
+    unchecked_publishes: int = 0
+    refused: dict = field(default_factory=dict)
+    last_refusal: str | None = None
+    last_metrics: dict = field(default_factory=dict)
+    last_estimate: dict = field(default_factory=dict)
+    published_at: dict = field(default_factory=dict)
+    snapshot: tuple | None = None
+
+    @property
+    def explores(self) -> bool:
+        """Whether the strategy routes with an exploration rate the learner can set (its config has `epsilon`)."""
+        return "epsilon" in type(self.strategy.config).model_fields
+
+    @property
+    def epsilon(self) -> float:
+        s = self.settings
+        frac = min(self.seen / s.epsilon_decay_experiences, 1.0)
+        return s.epsilon_start + (s.epsilon_end - s.epsilon_start) * frac
+
+
+class OnlineLearner:
+    """Plain class (no Ray): record outcomes and feedback, `step()` to learn and publish, `get_policy` to pull."""
+
+    def __init__(self, config: LearnerConfig, catalog: ExpertCatalog, clock=time.time):
+        self.config = config
+        self.catalog = catalog
+        self.clock = clock
+        self.profile = ExpertProfile(catalog)
+        self.store = OutcomeStore(config.store_path, ttl_s=config.feedback_ttl_s, clock=clock)
+        self.rng = np.random.default_rng(config.seed)
+        self.root = Path(config.checkpoint_dir)
+        self.cursor = 0
+        self.reward_avg: dict[str, float] = {}
+        self.acks: dict[str, dict[str, tuple[int, float]]] = {}
+        self.skipped_unknown_expert = 0
+        self.trainees = {name: self._build(name, s) for name, s in config.strategies.items()}
+        self._resume()
+
+    # --- recording (called on the serving path: store writes only) ----------------------------------------
+    def record_outcome(self, outcome: OutcomeRecord | dict) -> bool:
+        """Durably log one expert call; False when its request id was already logged (a retry)."""
+        return self.store.add_outcome(outcome)
+
+    def record_outcomes(self, outcomes: list[OutcomeRecord | dict]) -> int:
+        """Durably log several calls (e.g. a whole fan-out) in one transaction; returns how many were new."""
+        return self.store.add_outcomes(outcomes)
+
+    def record_feedback(self, request_id: str, score: float) -> int:
+        """Durably log a score; raises the store's UnknownRequestError / DuplicateFeedbackError / InvalidScoreError."""
+        return self.store.add_feedback(request_id, score)
+
+    # --- learning -------------------------------------------------------------------------------------
+    def step(self) -> dict[str, Any]:
+        """Read what was logged since the cursor, learn from it, and publish when due. Returns what happened."""
+        logged = self.store.experiences_after(self.cursor, limit=self.config.max_fetch)
+        for item in logged:
+            self._ingest(item, list(self.trainees.values()))
+        if logged:
+            self.cursor = logged[-1].cursor
+            for t in self.trainees.values():
+                t.cursor = max(t.cursor, self.cursor)
+        report: dict[str, Any] = {"new": len(logged), "cursor": self.cursor}
+        for t in self.trainees.values():
+            if t.new and len(t.replay) >= self.config.min_experiences:
+                self._train(t)
+            if self._publish_due(t):
+                report[t.name] = self.publish(t.name)
+        return report
+
+    def _train(self, t: _Trainee) -> None:
+        """updates_per_step learn() calls per batch_size new experiences, each batch topped up from replay."""
+        size = self.config.batch_size
+        for start in range(0, len(t.new), size):
+            for _ in range(self.config.updates_per_step):
+                t.last_metrics = t.strategy.learn(self._batch(t, t.new[start : start + size]))
+                t.updates += 1
+                t.updates_since_publish += 1
+        t.new = []
+
+    def _ingest(self, item: LoggedExperience, trainees: list[_Trainee], fresh: bool = True) -> None:
+        """Route one logged pair into the trainees' replay or held-back slice. `fresh=False` refills after a
+        restart: no counters move and nothing is marked new."""
+        o = item.outcome
+        if o.expert not in self.catalog.names:
+            self.skipped_unknown_expert += fresh
+            return
+        experience = self.experience(item)
+        if fresh:
+            avg = self.reward_avg.get(o.strategy, experience.reward)
+            self.reward_avg[o.strategy] = avg + self.config.reward_ema * (experience.reward - avg)
+        held_back = self.is_held_back(o.request_id)
+        for t in trainees:
+            if item.cursor <= t.cursor or (t.settings.train_on == "own" and o.strategy != t.name):
+                continue
+            t.seen += fresh
+            trained = experience
+            if held_back:
+                t.holdback.append((experience, o))
+                if len(t.holdback) <= self.config.holdback_size:
+                    continue
+                trained, _ = t.holdback.popleft()  # aged out of the evaluation slice: train on it now
+            t.replay.append(trained)
+            if fresh:
+                t.new.append(trained)
+            if len(t.replay) > self.config.replay_capacity:
+                t.replay.popleft()
+
+    def experience(self, item: LoggedExperience) -> Experience:
+        """The Experience of one logged pair, rewarded with training/rewards.py under the request's weights."""
+        o, p = item.outcome, self.profile
+        cost_norm = o.cost_usd / max(float(p.cost.max()), 1e-12)
+        carbon_norm = o.carbon_g / max(float(p.carbon.max()), 1e-12)
+        latency_norm = o.latency_s / max(float(p.latency.max()), 1e-12)
+        budget_terms = self.config.reward.model_dump(
+            include={"budget_bonus", "over_budget_penalty", "call_budget_share"}
+        )
+        reward_config = RewardConfig.from_weights(o.weights, **budget_terms)
+        reward = routing_reward(item.score, cost_norm, carbon_norm, latency_norm, o.carbon_budget_left, reward_config)
+        return Experience(
+            embedding=o.embedding,
+            expert=self.catalog.index(o.expert),
+            reward=float(reward),
+            quality=float(item.score),
+            cost_usd=o.cost_usd,
+            carbon_g=o.carbon_g,
+            latency_s=o.latency_s,
+            carbon_budget_left=o.carbon_budget_left,
+        )
+
+    def is_held_back(self, request_id: str) -> bool:
+        """Deterministic by request id, so a restarted learner holds back the same experiences."""
+        if self.config.holdback_fraction <= 0:
+            return False
+        h = int.from_bytes(hashlib.blake2b(request_id.encode(), digest_size=8).digest(), "big")
+        return h / 2**64 < self.config.holdback_fraction
+
+    def _batch(self, t: _Trainee, new: list[Experience]) -> list[Experience]:
+        """New experiences (at most batch_size) topped up with uniform samples from the replay pool."""
+        extra = self.config.batch_size - len(new)
+        picks = self.rng.integers(0, len(t.replay), size=extra) if extra > 0 else []
+        return new + [t.replay[i] for i in picks]
+
+    # --- publishing -----------------------------------------------------------------------------------
+    def _publish_due(self, t: _Trainee) -> bool:
+        if t.updates_since_publish >= self.config.publish_every_updates:
+            return True
+        every = self.config.publish_every_s
+        return every is not None and t.updates_since_publish > 0 and self.clock() - t.last_publish_t >= every
+
+    def publish(self, name: str) -> dict[str, Any]:
+        """Try to publish the trained weights of `name` as a new version; returns the decision and why."""
+        t = self.trainees[name]
+        t.updates_since_publish = 0
+        t.last_publish_t = self.clock()
+        state = t.strategy.state_dict()
+        bad = [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+        if bad:
+            # Training diverged: never publish, and restart training from the live weights.
+            t.strategy.load_state_dict(copy.deepcopy(t.live.state_dict()), version=t.strategy.policy_version)
+            return self._refuse(t, "non_finite", f"non-finite values in {bad[:3]}")
+        estimate = self.evaluate(t)
+        t.last_estimate = estimate
+        if estimate["checked"] and estimate["candidate"] < estimate["live"] - self.config.publish_margin:
+            return self._refuse(
+                t, "margin", f"held-back estimate {estimate['candidate']:.4f} < live {estimate['live']:.4f} - margin"
+            )
+        t.unchecked_publishes += not estimate["checked"]
+        version = self._save_version(t, metrics={"estimate": estimate, **t.last_metrics})
+        return {"published": version, "estimate": estimate}
+
+    def _refuse(self, t: _Trainee, kind: str, why: str) -> dict[str, Any]:
+        t.refused[kind] = t.refused.get(kind, 0) + 1
+        t.last_refusal = why
+        return {"published": None, "refused": kind, "why": why}
+
+    def evaluate(self, t: _Trainee) -> dict[str, Any]:
+        """SNIPS estimates of the candidate's and the live policy's greedy rewards on the held-back slice."""
+        if not t.holdback:
+            return {"checked": False, "n": 0}
+        experiences, outcomes = zip(*t.holdback)
+        contexts = [
+            RouteContext(text="", embedding=o.embedding, weights=o.weights, carbon_budget_left=o.carbon_budget_left)
+            for o in outcomes
+        ]
+        logged = np.array([e.expert for e in experiences])
+        rewards = np.array([e.reward for e in experiences])
+        n = len(self.catalog)
+        propensity = np.array(
+            [o.probs[e.expert] if o.probs and len(o.probs) == n else 1.0 for e, o in zip(experiences, outcomes)]
+        )
+        inverse = 1.0 / np.clip(propensity, self.config.min_propensity, 1.0)
+        out: dict[str, Any] = {"n": len(experiences)}
+        for key, strategy in (("candidate", t.strategy), ("live", t.live)):
+            match = np.asarray(strategy.score(contexts)).argmax(axis=1) == logged
+            out[f"{key}_matches"] = int(match.sum())
+            w = inverse * match
+            out[key] = float((w * rewards).sum() / w.sum()) if match.any() else None
+        out["checked"] = min(out["candidate_matches"], out["live_matches"]) >= self.config.min_holdback_matches
+        return out
+
+    def _save_version(self, t: _Trainee, metrics: dict[str, Any]) -> int:
+        folder = self.root / t.name
+        version = self._next_version(folder)
+        t.strategy.policy_version = version
+        t.strategy.save(
+            folder / f"v{version}",
+            metrics={**_jsonable(metrics), "store_cursor": t.cursor, "experiences_seen": t.seen, "epsilon": t.epsilon},
+        )
+        live = self._read_live(t.name)
+        history = [*live["history"], version] if live else [version]
+        self._write_live(
+            t.name, {"version": version, "history": history, "rolled_back": (live or {}).get("rolled_back", [])}
+        )
+        self._set_live(t, version)
+        t.publishes += 1
+        self._prune(t.name, history)
+        return version
+
+    def rollback(self, name: str) -> int:
+        """Make the version live before the current one live again (a new pointer; nothing is overwritten)."""
+        t = self._trainee(name)
+        live = self._read_live(name)
+        if not live or len(live["history"]) < 2:
+            raise ValueError(f"strategy {name!r} has no earlier published version to roll back to")
+        history = live["history"][:-1]
+        self._write_live(
+            name,
+            {
+                "version": history[-1],
+                "history": history,
+                "rolled_back": [*live.get("rolled_back", []), live["version"]],
+            },
+        )
+        t.strategy.load(self.root / name / f"v{history[-1]}")
+        self._set_live(t, history[-1])
+        t.updates_since_publish = 0
+        return history[-1]
+
+    def _set_live(self, t: _Trainee, version: int) -> None:
+        """Copy the trained weights into the live copy and take the snapshot replicas pull."""
+        t.live.load_state_dict(copy.deepcopy(t.strategy.state_dict()), version=version)
+        t.strategy.policy_version = version
+        arrays = {k: v.detach().cpu().numpy().copy() for k, v in t.live.state_dict().items()}
+        t.snapshot = (version, arrays, {"epsilon": t.epsilon} if t.explores else {})
+        t.published_at[version] = self.clock()
+
+    # --- serving side ---------------------------------------------------------------------------------
+    def get_policy(self, name: str) -> tuple[int, dict[str, np.ndarray]]:
+        """The live version of `name` and its weights as numpy arrays (what router replicas load)."""
+        version, arrays, _ = self._snapshot(name)
+        return version, arrays
+
+    def routing_settings(self, name: str) -> dict[str, float]:
+        """Routing-time settings published with the live version: {"epsilon": exploration rate}."""
+        return dict(self._snapshot(name)[2])
+
+    def live_versions(self) -> dict[str, int]:
+        return {n: t.snapshot[0] for n, t in self.trainees.items() if t.snapshot}
+
+    def ack(self, replica_id: str, name: str, version: int, at: float | None = None) -> None:
+        """A router replica now serves `version` of `name` (used to time how long a publish takes to spread)."""
+        self.acks.setdefault(name, {})[replica_id] = (int(version), self.clock() if at is None else float(at))
+
+    def propagation(self, name: str) -> dict[str, Any]:
+        """How far the live version of `name` has spread: replicas that acked it, and seconds to reach all."""
+        t = self._trainee(name)
+        if not t.snapshot:
+            return {}
+        version = t.snapshot[0]
+        acks = self.acks.get(name, {})
+        on_live = [at for v, at in acks.values() if v == version]
+        reached_all = bool(acks) and len(on_live) == len(acks)
+        published = t.published_at.get(version)
+        return {
+            "version": version,
+            "replicas": len(acks),
+            "on_live": len(on_live),
+            "seconds_to_all": max(on_live) - published if reached_all and published is not None else None,
+        }
+
+    def status(self) -> dict[str, Any]:
+        """What an operator wants to see: versions, training progress, guardrail decisions, traffic."""
+        strategies = {}
+        for name, t in self.trainees.items():
+            strategies[name] = {
+                "live_version": t.snapshot[0] if t.snapshot else None,
+                "updates": t.updates,
+                "publishes": t.publishes,
+                "unchecked_publishes": t.unchecked_publishes,
+                "refused_publishes": dict(t.refused),
+                "last_refusal": t.last_refusal,
+                "epsilon": t.snapshot[2].get("epsilon") if t.snapshot else None,
+                "last_loss": t.last_metrics.get("loss"),
+                "last_metrics": dict(t.last_metrics),
+                "last_estimate": dict(t.last_estimate),
+                "replay_size": len(t.replay),
+                "holdback_size": len(t.holdback),
+                "experiences_seen": t.seen,
+                "propagation": self.propagation(name),
+            }
+        return {
+            "cursor": self.cursor,
+            "store": self.store.counts(),
+            "strategies": strategies,
+            "reward_moving_average": dict(self.reward_avg),
+            "traffic": self.store.traffic(),
+            "skipped_unknown_expert": self.skipped_unknown_expert,
+        }
+
+    # --- start and resume -----------------------------------------------------------------------------
+    def _build(self, name: str, settings: StrategyTraining) -> _Trainee:
+        cls = get_strategy_class(name)
+        if not cls.learnable:
+            raise ValueError(f"strategy {name!r} does not learn online. Learnable: rl, moe")
+        make = lambda: cls(self.catalog, cls.Config(**settings.config))  # noqa: E731
+        return _Trainee(name=name, settings=settings, strategy=make(), live=make())
+
+    def _resume(self) -> None:
+        """Load each strategy's live version (or its warm start) and refill replay from the store."""
+        for name, t in self.trainees.items():
+            live = self._read_live(name)
+            if live is not None:
+                meta = t.strategy.load(self.root / name / f"v{live['version']}")
+                t.cursor = int(meta.get("metrics", {}).get("store_cursor", 0))
+                t.seen = int(meta.get("metrics", {}).get("experiences_seen", 0))
+                t.publishes = len(live["history"])
+                self._set_live(t, live["version"])
+                self._refill(t)
+            else:
+                if t.settings.warm_start:
+                    t.strategy.load(t.settings.warm_start)
+                self._save_version(t, metrics={"initial": "warm" if t.settings.warm_start else "cold"})
+        self.cursor = min((t.cursor for t in self.trainees.values()), default=0)
+
+    def _refill(self, t: _Trainee) -> None:
+        """Put the experiences read before the checkpoint back into replay and the held-back slice."""
+        saved_cursor, t.cursor = t.cursor, 0
+        capacity = self.config.replay_capacity + self.config.holdback_size
+        for item in self.store.experiences_before(saved_cursor, capacity):
+            self._ingest(item, [t], fresh=False)
+        t.cursor = saved_cursor
+
+    # --- files ----------------------------------------------------------------------------------------
+    def _trainee(self, name: str) -> _Trainee:
+        if name not in self.trainees:
+            raise KeyError(f"strategy {name!r} is not trained here. Trained strategies are {sorted(self.trainees)}")
+        return self.trainees[name]
+
+    def _snapshot(self, name: str) -> tuple:
+        snap = self._trainee(name).snapshot
+        if snap is None:
+            raise KeyError(f"strategy {name!r} has no published version yet")
+        return snap
+
+    def _next_version(self, folder: Path) -> int:
+        existing = [int(p.name[1:]) for p in folder.glob("v*") if p.name[1:].isdigit()] if folder.is_dir() else []
+        return max(existing, default=0) + 1
+
+    def _read_live(self, name: str) -> dict[str, Any] | None:
+        path = self.root / name / LIVE_FILE
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def _write_live(self, name: str, live: dict[str, Any]) -> None:
+        path = self.root / name / LIVE_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(live))
+        tmp.replace(path)
+
+    def _prune(self, name: str, history: list[int]) -> None:
+        keep = self.config.keep_versions
+        if keep is None:
+            return
+        folder = self.root / name
+        versions = sorted(int(p.name[1:]) for p in folder.glob("v*") if p.name[1:].isdigit())
+        protected = set(versions[-keep:]) | set(history[-keep:])
+        for v in versions:
+            if v not in protected:
+                shutil.rmtree(folder / f"v{v}", ignore_errors=True)
+
+
+def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(metrics, default=float))
+
+
+def apply_policy(
+    strategy: RoutingStrategy, version: int, arrays: dict[str, np.ndarray], settings: dict[str, Any] | None = None
+) -> RoutingStrategy:
+    """What a router replica does with a pulled policy (the same code: router_deployments.policy_sync)."""
+    return policy_copy(strategy, version, arrays, settings)

@@ -1,0 +1,190 @@
+"""Offline training of the rl router: Dueling Double DQN on a replayed full-information outcome table.
+
+The loop reads top to bottom like cleanrl's dqn.py: route a few sampled requests epsilon-greedily (exploration
+drawn toward low-carbon experts when the budget is tight), store the outcomes in the carbon-aware prioritised
+replay buffer, take a TD step on a prioritised minibatch, soft-update the target network. With
+`--full-information` (default) the table's outcomes of the experts *not* chosen are stored too, which turns every
+sampled request into n_experts transitions. The number of iterations is chosen on an inner validation split of
+the training table (lowest TD loss over every expert and a fixed grid of weights), then the router is refitted
+on the whole table for that long. `--rllib` trains with RLlib's DQN instead (training/trainers/rllib_pretrain.py).
+
+    routerllm train rl --data ../shared/data/routerbench --experts seed4 --out ckpt/rl --split 0.3 [--rllib]
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from experts.catalog import ExpertCatalog
+from training.data.routerbench import OutcomeTable, check_aligned
+from training.rewards import RewardConfig
+from training.trainers.replay_buffer import CarbonAwareReplayBuffer
+from training.trainers.routing_env import Contexts, OutcomeRewards
+from training.trainers.train_moe import add_dataclass_arguments, inner_split, torch_rng, torch_threads
+
+# Fixed validation trade-offs: quality-only and a spread of cost weights.
+VALIDATION_COST_WEIGHTS = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+
+
+@dataclass
+class Args:
+    total_steps: int = field(default=30000, metadata={"help": "requests routed in training (env steps)"})
+    num_envs: int = field(default=16, metadata={"help": "requests routed per iteration"})
+    gradient_steps: int = field(default=1, metadata={"help": "TD steps per iteration"})
+    batch_size: int = field(default=256, metadata={"help": "transitions per TD step"})
+    learning_rate: float = field(default=5e-4, metadata={"help": "Adam step size"})
+    weight_decay: float = field(default=1e-2, metadata={"help": "AdamW weight decay"})
+    hidden: str = field(default="256,256", metadata={"help": "comma list of the Q trunk's hidden widths"})
+    tau: float = field(default=0.01, metadata={"help": "target network soft-update rate"})
+    buffer_size: int = field(default=50000, metadata={"help": "replay capacity (transitions)"})
+    learning_starts: int = field(default=512, metadata={"help": "transitions stored before the first TD step"})
+    start_epsilon: float = field(default=1.0, metadata={"help": "initial exploration rate"})
+    end_epsilon: float = field(default=0.05, metadata={"help": "final exploration rate"})
+    exploration_fraction: float = field(default=0.5, metadata={"help": "share of training to decay epsilon"})
+    full_information: bool = field(default=True, metadata={"help": "also store the experts not chosen"})
+    alpha: float = field(default=0.6, metadata={"help": "priority exponent of the replay buffer"})
+    beta: float = field(default=0.4, metadata={"help": "initial importance-sampling exponent (annealed to 1)"})
+    green_weight: float = field(default=0.5, metadata={"help": "replay priority of accuracy per carbon"})
+    zero_cost_prob: float = field(default=0.2, metadata={"help": "share of requests with cost weight 0"})
+    other_weight_prob: float = field(default=0.25, metadata={"help": "chance of a carbon / latency weight"})
+    max_weight: float = field(default=100.0, metadata={"help": "largest cost / carbon / latency weight sampled"})
+    budget_bonus: float = field(default=0.0, metadata={"help": "reward bonus when within the carbon budget"})
+    over_budget_penalty: float = field(default=0.0, metadata={"help": "reward penalty when over the budget"})
+    val_fraction: float = field(default=0.2, metadata={"help": "inner validation share to pick the length"})
+    eval_every: int = field(default=50, metadata={"help": "iterations between validation checks"})
+    seed: int = field(default=0, metadata={"help": "seeds weights, sampling, exploration and the split"})
+    torch_threads: int = field(default=1, metadata={"help": "torch threads while training (small nets: 1)"})
+    progress: bool = field(default=True, metadata={"help": "show tqdm progress bars"})
+    rllib: bool = field(
+        default=False, metadata={"help": "train with RLlib's DQN (training/trainers/rllib_pretrain.py)"}
+    )
+    rllib_steps: int = field(default=20000, metadata={"help": "env steps of RLlib training (--rllib)"})
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The rl trainer's options (every field of Args)."""
+    add_dataclass_arguments(parser, Args)
+
+
+def fit_from_table(table: OutcomeTable, embeddings: np.ndarray, catalog: ExpertCatalog, **options):
+    """Train an RLStrategy on `table` (every expert's outcome per prompt); returns it ready to route."""
+    args = Args(**options)
+    check_aligned(table, catalog)
+    if len(embeddings) != len(table):
+        raise ValueError(f"{len(embeddings)} embeddings for {len(table)} prompts")
+    outcomes = OutcomeRewards(
+        embeddings,
+        table.scores,
+        table.costs,
+        catalog,
+        RewardConfig(budget_bonus=args.budget_bonus, over_budget_penalty=args.over_budget_penalty),
+        args.zero_cost_prob,
+        args.other_weight_prob,
+        max_weight=args.max_weight,
+    )
+    if args.rllib:
+        from training.trainers.rllib_pretrain import pretrain
+
+        return pretrain(outcomes, catalog, args)
+    iterations = args.total_steps // args.num_envs
+    with torch_threads(args.torch_threads), torch_rng():
+        if args.val_fraction > 0:
+            train_rows, val_rows = inner_split(table, args.val_fraction, args.seed)
+            _, iterations = train_dqn(args, catalog, outcomes, train_rows, val_rows, iterations)
+        strategy, _ = train_dqn(args, catalog, outcomes, np.arange(len(table)), None, iterations)
+    return strategy
+
+
+def build_strategy(args: Args, catalog: ExpertCatalog, embedding_dim: int):
+    from router_deployments.strategies.rl import RLConfig, RLStrategy
+
+    hidden = [int(h) for h in args.hidden.split(",") if h.strip()]
+    return RLStrategy(catalog, RLConfig(embedding_dim=embedding_dim, hidden=hidden, tau=args.tau, seed=args.seed))
+
+
+def linear_schedule(start: float, end: float, duration: float, t: float) -> float:
+    return start + (end - start) * min(t / max(duration, 1.0), 1.0)
+
+
+def validation_set(outcomes: OutcomeRewards, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Observations and rewards of every validation prompt under each validation cost weight (budget full)."""
+    n = len(rows)
+    obs, rewards = [], []
+    for lam in VALIDATION_COST_WEIGHTS:
+        weights = np.tile(np.array([[1.0, lam, 0.0, 0.0]], dtype=np.float32), (n, 1))
+        ctx = Contexts(rows=rows, weights=weights, budget_left=np.ones(n))
+        obs.append(outcomes.observations(ctx))
+        rewards.append(outcomes.rewards(ctx))
+    return np.concatenate(obs), np.concatenate(rewards)
+
+
+def train_dqn(args, catalog, outcomes, train_rows, val_rows, iterations):
+    """The DQN loop. With validation rows, keeps the target network with the lowest validation TD loss and
+    returns its iteration count; without, trains exactly `iterations` iterations."""
+    import torch
+
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    strategy = build_strategy(args, catalog, outcomes.embeddings.shape[1])
+    optimizer = torch.optim.AdamW(strategy.online.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+    buffer = CarbonAwareReplayBuffer(args.buffer_size, strategy.obs_dim, args.alpha, args.green_weight, seed=args.seed)
+    n_experts = outcomes.n_experts
+    if val_rows is not None:
+        val_obs, val_rewards = (torch.from_numpy(a.astype(np.float32)) for a in validation_set(outcomes, val_rows))
+    best_loss, best_iteration, best_state = np.inf, iterations, None
+
+    bar = tqdm(range(1, iterations + 1), desc="rl", unit="it", disable=not args.progress, leave=False)
+    for iteration in bar:
+        # 1. Route a few requests: epsilon-greedy, exploring toward green experts when the budget is tight.
+        epsilon = linear_schedule(
+            args.start_epsilon, args.end_epsilon, args.exploration_fraction * iterations, iteration
+        )
+        ctx = outcomes.sample(rng, args.num_envs, train_rows)
+        obs = outcomes.observations(ctx)
+        greedy = strategy.q_values(obs, network="online").argmax(axis=1)
+        explore_p = strategy.exploration_probs(ctx.budget_left)
+        random_actions = np.array([rng.choice(n_experts, p=p) for p in explore_p])
+        actions = np.where(rng.random(args.num_envs) < epsilon, random_actions, greedy)
+
+        # 2. Observe the outcomes and store them (all experts' with full information).
+        rewards = outcomes.rewards(ctx)
+        quality = outcomes.quality[ctx.rows]
+        if args.full_information:
+            for a in range(n_experts):
+                buffer.add(obs, a, rewards[:, a], quality[:, a], outcomes.carbon_norm[a])
+        else:
+            rows = np.arange(args.num_envs)
+            buffer.add(obs, actions, rewards[rows, actions], quality[rows, actions], outcomes.carbon_norm[actions])
+
+        # 3. TD steps on prioritised minibatches (importance-weighted), soft-updating the target net.
+        if len(buffer) < args.learning_starts:
+            continue
+        beta = linear_schedule(args.beta, 1.0, iterations, iteration)
+        for _ in range(args.gradient_steps):
+            batch = buffer.sample(args.batch_size, beta)
+            loss, td = strategy.td_step(
+                torch.from_numpy(batch.obs),
+                torch.from_numpy(batch.actions),
+                torch.from_numpy(batch.rewards),
+                optimizer,
+                torch.from_numpy(batch.weights),
+            )
+            buffer.update_priorities(batch.index, td)
+
+        # 4. Validation: TD loss of the served (target) net over every expert, keep the best.
+        if val_rows is None or iteration % args.eval_every:
+            continue
+        with torch.no_grad():
+            val_loss = float(torch.nn.functional.mse_loss(strategy.target(val_obs), val_rewards))
+        bar.set_postfix(loss=f"{loss:.4f}", val=f"{val_loss:.4f}", eps=f"{epsilon:.2f}")
+        if val_loss < best_loss:
+            best_loss, best_iteration = val_loss, iteration
+            best_state = {k: v.clone() for k, v in strategy.state_dict().items()}
+    if best_state is not None:
+        strategy.load_state_dict(best_state)
+    strategy.policy_version += 1
+    return strategy, best_iteration
