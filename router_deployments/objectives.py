@@ -10,6 +10,9 @@ from experts.catalog import ExpertCatalog
 # A typical request used to turn per-token prices and energy into per-call figures.
 TYPICAL_TOKENS_IN = 200
 TYPICAL_TOKENS_OUT = 200
+# Utility taken off per unit of normalised cost by `utility(..., break_ties=True)`, so that equal utilities go to the
+# cheaper expert. Far below any real difference of scores (1/k for a kNN mean, a probability step for a softmax).
+TIE_BREAK = 1e-6
 
 
 class ObjectiveWeights(BaseModel):
@@ -58,15 +61,26 @@ class ExpertProfile:
         return self._scaled(self.latency)
 
     def utility(
-        self, quality: np.ndarray, weights: ObjectiveWeights, cost_norm: np.ndarray | None = None
+        self,
+        quality: np.ndarray,
+        weights: ObjectiveWeights,
+        cost_norm: np.ndarray | None = None,
+        *,
+        break_ties: bool = False,
     ) -> np.ndarray:
         """Weighted value of each expert given predicted quality (shape [..., n_experts]).
 
         `cost_norm` replaces the typical call's cost with a known one (e.g. a recorded call's), in the same scale.
+        `break_ties` takes TIE_BREAK x cost off, so that among equal utilities the cheaper expert scores higher; it
+        is computed in the precision of `quality` (float64 where a strategy needs it below float32's resolution).
         """
-        return (
+        cost = self.cost_norm if cost_norm is None else cost_norm
+        value = (
             weights.quality * quality
-            - weights.cost * (self.cost_norm if cost_norm is None else cost_norm)
+            - weights.cost * cost
             - weights.carbon * self.carbon_norm
             - weights.latency * self.latency_norm
         )
+        if break_ties:
+            value = value - TIE_BREAK * np.asarray(cost, dtype=np.result_type(quality, cost))
+        return value

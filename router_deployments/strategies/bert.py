@@ -27,9 +27,6 @@ from router_deployments.strategies.base import RouteContext, RoutingStrategy, St
 
 logger = logging.getLogger(__name__)
 
-# Breaks exact ties between utilities towards the cheaper expert, far below any real probability difference.
-TIE_BREAK = 1e-6
-
 
 class BertRouterConfig(StrategyConfig):
     """The network's shape (all of it goes into the checkpoint's architecture) and where it runs."""
@@ -131,8 +128,7 @@ class BertStrategy(RoutingStrategy):
 
     def score(self, contexts: list[RouteContext]) -> np.ndarray:
         quality = self.predict_proba([c.text for c in contexts])
-        utility = np.stack([self.profile.utility(q, c.weights) for q, c in zip(quality, contexts)])
-        return utility - TIE_BREAK * self.profile.cost_norm
+        return np.stack([self.profile.utility(q, c.weights, break_ties=True) for q, c in zip(quality, contexts)])
 
     # --- checkpoint -------------------------------------------------------------------------------------
     def architecture(self) -> dict[str, Any]:

@@ -22,7 +22,6 @@ from router_deployments.encoder import pick_device
 from router_deployments.strategies.base import RouteContext, RoutingStrategy, StrategyConfig
 
 DEFAULT_COMPLEXITY_MODEL = "grahamaco/question-complexity-classifier"
-TIE_BREAK = 1e-6
 
 
 class ComplexityModelError(RuntimeError):
@@ -143,8 +142,7 @@ class ComplexityStrategy(RoutingStrategy):
 
     def score(self, contexts: list[RouteContext]) -> np.ndarray:
         quality = self.predict_quality([c.text for c in contexts])
-        utility = np.stack([self.profile.utility(q, c.weights) for q, c in zip(quality, contexts)])
-        return utility - TIE_BREAK * self.profile.cost_norm
+        return np.stack([self.profile.utility(q, c.weights, break_ties=True) for q, c in zip(quality, contexts)])
 
     def architecture(self) -> dict[str, Any]:
         return {"model": self.config.model, "experts": self.mapping}

@@ -14,9 +14,6 @@ from pydantic import Field
 from experts.catalog import ExpertCatalog
 from router_deployments.strategies.base import RouteContext, RoutingStrategy, StrategyConfig
 
-# Breaks ties between equal utilities towards the cheaper expert, far below any real score difference (1/k).
-TIE_BREAK = 1e-6
-
 
 class KnnConfig(StrategyConfig):
     # 80: leave-one-out on the training split of RouterBench (seed4 and mix4), AIQ grows up to k=80 and is flat
@@ -77,8 +74,7 @@ class KnnStrategy(RoutingStrategy):
     def score(self, contexts: list[RouteContext]) -> np.ndarray:
         # float64: the tie-break is below float32 resolution near 1.
         quality = self.predict_quality(np.stack([c.embedding for c in contexts])).astype(np.float64)
-        utility = np.stack([self.profile.utility(q, c.weights) for q, c in zip(quality, contexts)])
-        return utility - TIE_BREAK * self.profile.cost_norm.astype(np.float64)
+        return np.stack([self.profile.utility(q, c.weights, break_ties=True) for q, c in zip(quality, contexts)])
 
     # --- checkpoint -------------------------------------------------------------------------------------
     def architecture(self) -> dict[str, Any]:

@@ -12,9 +12,6 @@ import numpy as np
 from experts.catalog import ExpertCatalog
 from router_deployments.strategies.base import RouteContext, RoutingStrategy, StrategyConfig
 
-# Prefers the cheaper expert among equal utilities, far below any score or cost difference that matters.
-TIE_BREAK = 1e-6
-
 
 class UnknownPromptError(LookupError):
     """The oracle was asked about a prompt whose outcomes it was not given."""
@@ -59,7 +56,7 @@ class OracleStrategy(RoutingStrategy):
             # float64: the tie-break is below float32 resolution near 1.
             cost_norm = self.profile.cost_norm.astype(np.float64) if self._cost_norm is None else self._cost_norm[row]
             quality = self._scores[row].astype(np.float64)
-            out[i] = self.profile.utility(quality, ctx.weights, cost_norm) - TIE_BREAK * cost_norm
+            out[i] = self.profile.utility(quality, ctx.weights, cost_norm, break_ties=True)
         return out
 
 

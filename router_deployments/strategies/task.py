@@ -24,7 +24,6 @@ from router_deployments.strategies.oracle import lookup_prompt
 
 logger = logging.getLogger(__name__)
 
-TIE_BREAK = 1e-6
 ALL_TASKS = "*"
 """Key of the mean over every training prompt, used for tasks the reference was not fitted on."""
 
@@ -74,5 +73,5 @@ class TaskStrategy(RoutingStrategy):
         for i, ctx in enumerate(contexts):
             task = lookup_prompt(self._task_of, ctx.text, "the task reference has no task label", "set_prompt_tasks()")
             cost_norm = self.cost_norm[task]
-            out[i] = self.profile.utility(self.quality[task], ctx.weights, cost_norm) - TIE_BREAK * cost_norm
+            out[i] = self.profile.utility(self.quality[task], ctx.weights, cost_norm, break_ties=True)
         return out

@@ -260,7 +260,7 @@ def routing_evaluator(
     rows = np.arange(len(table))
 
     def evaluate(probs: np.ndarray) -> dict[str, float]:
-        utility = strategy.profile.utility(probs, weights) - 1e-6 * strategy.profile.cost_norm
+        utility = strategy.profile.utility(probs, weights, break_ties=True)
         chosen = utility.argmax(1)
         return {
             "select": float(value[rows, chosen].mean()),
@@ -333,7 +333,7 @@ def holdout_report(strategy: BertStrategy, table: OutcomeTable, cost_weights: li
     rows = np.arange(len(table))
     points = []
     for w in cost_weights:
-        utility = strategy.profile.utility(probs, ObjectiveWeights(cost=w)) - 1e-6 * strategy.profile.cost_norm
+        utility = strategy.profile.utility(probs, ObjectiveWeights(cost=w), break_ties=True)
         chosen = utility.argmax(1)
         cost, quality = curves.curve_point(table.costs[rows, chosen], table.scores[rows, chosen])
         shares = np.bincount(chosen, minlength=len(strategy.catalog)) / len(table)
