@@ -27,6 +27,7 @@ from typing import Any
 
 from experts.catalog import ExpertCatalog
 from training.online.learner import LearnerConfig, OnlineLearner
+from training.online.outcome_store import OutcomeRecord
 
 logger = logging.getLogger(__name__)
 
@@ -119,14 +120,14 @@ class LearnerActor:
         self._thread.start()
 
     # --- serving path: store writes only ------------------------------------------------------------------
-    def record_outcome(self, outcome: dict[str, Any]) -> bool:
-        """Log one expert call (fields of training.online.outcome_store.OutcomeRecord); False if already logged."""
+    def record_outcome(self, outcome: OutcomeRecord) -> bool:
+        """Log one expert call; False if already logged. Anything but an OutcomeRecord is a TypeError."""
         new = self.learner.record_outcome(outcome)
         if new:
             self.metrics.safely(self.metrics.outcomes.inc, 1.0)
         return new
 
-    def record_outcomes(self, outcomes: list[dict[str, Any]]) -> int:
+    def record_outcomes(self, outcomes: list[OutcomeRecord]) -> int:
         """Log every call of one fan-out in one transaction; returns how many were new."""
         new = self.learner.record_outcomes(outcomes)
         if new:

@@ -174,10 +174,19 @@ class OutcomeStore:
             self._db.close()
 
     # --- writing --------------------------------------------------------------------------------------
-    def add_outcomes(self, outcomes: Iterable[OutcomeRecord | dict]) -> int:
+    def add_outcomes(self, outcomes: Iterable[OutcomeRecord]) -> int:
         """Append outcomes in one committed transaction; returns how many were new. A request id already
-        stored is skipped, so a retried call (e.g. after an actor restart) records nothing twice."""
-        records = [o if isinstance(o, OutcomeRecord) else OutcomeRecord.model_validate(o) for o in outcomes]
+        stored is skipped, so a retried call (e.g. after an actor restart) records nothing twice.
+
+        Records are validated where they are made (OutcomeRecord's own validators), not again here; anything
+        else is a TypeError, so a caller that still builds dicts fails loudly instead of being coerced."""
+        records = list(outcomes)
+        for o in records:
+            if not isinstance(o, OutcomeRecord):
+                raise TypeError(
+                    f"outcomes must be training.online.outcome_store.OutcomeRecord, got {type(o).__name__}; "
+                    "build OutcomeRecord(...) where the outcome is made"
+                )
         rows = [self._outcome_row(o) for o in records]
         with self._lock, self._transaction():
             before = self._db.total_changes
@@ -186,7 +195,7 @@ class OutcomeStore:
             )
             return self._db.total_changes - before
 
-    def add_outcome(self, outcome: OutcomeRecord | dict) -> bool:
+    def add_outcome(self, outcome: OutcomeRecord) -> bool:
         """Append one outcome; False if its request id was already stored."""
         return self.add_outcomes([outcome]) == 1
 

@@ -10,7 +10,12 @@ import pytest
 import ray
 
 from training.online.learner_actor import LEARNER_NAME, get_or_create_learner
-from training.online.outcome_store import DuplicateFeedbackError, InvalidScoreError, UnknownRequestError
+from training.online.outcome_store import (
+    DuplicateFeedbackError,
+    InvalidScoreError,
+    OutcomeRecord,
+    UnknownRequestError,
+)
 
 from .test_learner import catalog, learner_config, score_of
 
@@ -39,16 +44,12 @@ def learner(ray_session, tmp_path_factory):
     ray.kill(actor, no_restart=True)
 
 
-def outcome(i: int) -> tuple[dict, float]:
+def outcome(i: int) -> tuple[OutcomeRecord, float]:
     emb = np.random.default_rng(i).normal(size=8).astype(np.float32)
     expert = i % 3
-    record = {
-        "request_id": f"req-{i}",
-        "strategy": "rl",
-        "expert": catalog().names[expert],
-        "embedding": emb.tolist(),
-        "probs": [1 / 3] * 3,
-    }
+    record = OutcomeRecord(
+        request_id=f"req-{i}", strategy="rl", expert=catalog().names[expert], embedding=emb, probs=[1 / 3] * 3
+    )
     return record, score_of(emb, expert)
 
 
@@ -68,13 +69,15 @@ def test_replicas_pull_only_new_versions_and_errors_keep_their_names(learner):
     record, _ = outcome(1000)
     assert ray.get(actor.record_outcome.remote(record)) is True
     assert ray.get(actor.record_outcome.remote(record)) is False  # a retry records nothing twice
+    with pytest.raises(TypeError, match="OutcomeRecord"):  # a dict is refused, not coerced
+        ray.get(actor.record_outcomes.remote([record.model_dump()]))
     with pytest.raises(UnknownRequestError):
         ray.get(actor.record_feedback.remote("nope", 1.0))
     with pytest.raises(InvalidScoreError):
-        ray.get(actor.record_feedback.remote(record["request_id"], 2.0))
-    ray.get(actor.record_feedback.remote(record["request_id"], 1.0))
+        ray.get(actor.record_feedback.remote(record.request_id, 2.0))
+    ray.get(actor.record_feedback.remote(record.request_id, 1.0))
     with pytest.raises(DuplicateFeedbackError):
-        ray.get(actor.record_feedback.remote(record["request_id"], 0.0))
+        ray.get(actor.record_feedback.remote(record.request_id, 0.0))
 
 
 def test_killed_mid_stream_loses_nothing_acknowledged_and_resumes(learner):
@@ -86,7 +89,7 @@ def test_killed_mid_stream_loses_nothing_acknowledged_and_resumes(learner):
             ray.kill(actor, no_restart=False)  # Ray restarts it; queued calls are retried on the new one
         record, score = outcome(i)
         ray.get(actor.record_outcomes.remote([record]))
-        ray.get(actor.record_feedback.remote(record["request_id"], score))
+        ray.get(actor.record_feedback.remote(record.request_id, score))
         acknowledged += 1
 
     assert ray.get(actor.wait_until_trained.remote(120))

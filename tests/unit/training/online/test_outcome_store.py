@@ -23,7 +23,7 @@ from training.online.outcome_store import (
 )
 
 
-def outcome(request_id: str, expert: str = "a", **extra) -> dict:
+def fields(request_id: str, expert: str = "a", **extra) -> dict:
     return {
         "request_id": request_id,
         "strategy": "rl",
@@ -31,6 +31,11 @@ def outcome(request_id: str, expert: str = "a", **extra) -> dict:
         "embedding": np.arange(4, dtype=np.float32),
         **extra,
     }
+
+
+def outcome(request_id: str, expert: str = "a", **extra) -> OutcomeRecord:
+    """A validated record, the only thing the store takes."""
+    return OutcomeRecord(**fields(request_id, expert, **extra))
 
 
 class Clock:
@@ -138,11 +143,23 @@ def test_outcome_retry_is_idempotent_and_fanout_keeps_every_expert(tmp_path):
 
 def test_outcome_validation():
     with pytest.raises(ValueError, match="embedding"):
-        OutcomeRecord.model_validate(outcome("r", embedding=[1.0, float("nan")]))
+        OutcomeRecord.model_validate(fields("r", embedding=[1.0, float("nan")]))
     with pytest.raises(ValueError):
-        OutcomeRecord.model_validate(outcome("r", colour="blue"))
+        OutcomeRecord.model_validate(fields("r", colour="blue"))
     with pytest.raises(ValueError):
-        OutcomeRecord.model_validate(outcome("r", carbon_budget_left=2.0))
+        OutcomeRecord.model_validate(fields("r", carbon_budget_left=2.0))
+
+
+@pytest.mark.parametrize("bad", [fields("r"), None, "r"])
+def test_store_takes_outcome_records_only(tmp_path, bad):
+    """A dict (or anything else) is refused with a TypeError that names the type to build, and nothing is
+    written, not even the valid record before it in the same call."""
+    store = OutcomeStore(tmp_path / "s.db")
+    with pytest.raises(TypeError, match="OutcomeRecord, got"):
+        store.add_outcomes([outcome("ok"), bad])
+    with pytest.raises(TypeError, match="OutcomeRecord"):
+        store.add_outcome(bad)
+    assert store.counts() == {"outcomes": 0, "feedback": 0}
 
 
 def test_experiences_before_returns_the_newest_up_to_a_cursor(tmp_path):
@@ -159,11 +176,11 @@ def test_experiences_before_returns_the_newest_up_to_a_cursor(tmp_path):
 WRITER = textwrap.dedent(
     """
     import sys
-    from training.online.outcome_store import OutcomeStore
+    from training.online.outcome_store import OutcomeRecord, OutcomeStore
     store = OutcomeStore(sys.argv[1])
     i = 0
     while True:
-        store.add_outcome({"request_id": f"r{i}", "strategy": "rl", "expert": "a", "embedding": [0.0, 1.0]})
+        store.add_outcome(OutcomeRecord(request_id=f"r{i}", strategy="rl", expert="a", embedding=[0.0, 1.0]))
         store.add_feedback(f"r{i}", 1.0)
         print(f"r{i}", flush=True)  # acknowledged: both writes returned
         i += 1
