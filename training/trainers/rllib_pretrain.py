@@ -1,10 +1,10 @@
 """Offline pretraining of the rl router with RLlib's DQN (new API stack) on the replayed outcome table.
 
 RLlib runs its own Double + Dueling DQN (prioritised episode replay, epsilon-greedy, soft target updates) on
-training/routing_env.RoutingEnv. Its RLModule, DuelingQRLModule, wraps the very DuelingQNetwork the rl strategy
+training/trainers/routing_env.RoutingEnv. Its RLModule, DuelingQRLModule, wraps the very DuelingQNetwork the rl strategy
 serves, so the learned weights (online and target net) are copied into an RLStrategy as they are and saved in
-its usual checkpoint format. Unlike our own loop (training/trainers/train_rl.py), RLlib sees only the expert it chose on
-each request, as a live router would (bandit feedback).
+its usual checkpoint format. Unlike our own loop (training/trainers/train_rl.py), RLlib sees only the expert it
+chose on each request, as a live router would (bandit feedback).
 
     routerllm train rl --rllib --rllib-steps 20000 --data ../shared/data/routerbench --out ckpt/rl
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from experts.catalog import ExpertCatalog
 from training.trainers.routing_env import OutcomeRewards, RoutingEnv
 
 # RLlib imports torch and ray at import time, so DuelingQRLModule is built on first use (see rl_module_class).
@@ -130,14 +129,13 @@ def export_weights(module_state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def pretrain(outcomes: OutcomeRewards, catalog: ExpertCatalog, args):
-    """Train with RLlib for args.rllib_steps env steps; return an RLStrategy holding the learned weights."""
+def pretrain(outcomes: OutcomeRewards, strategy, args):
+    """Train with RLlib for args.rllib_steps env steps and load the learned weights into `strategy`, an untrained
+    RLStrategy with the network args describes (train_rl.new_strategy); returns it."""
     import ray
     from ray.rllib.core import DEFAULT_MODULE_ID
     from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
     from tqdm import tqdm
-
-    from training.trainers.train_rl import build_strategy
 
     started_ray = not ray.is_initialized()
     if started_ray:
@@ -159,6 +157,5 @@ def pretrain(outcomes: OutcomeRewards, catalog: ExpertCatalog, args):
         algo.stop()
         if started_ray:
             ray.shutdown()
-    strategy = build_strategy(args, catalog, outcomes.embeddings.shape[1])
     strategy.load_state_dict(state, version=1)
     return strategy

@@ -15,10 +15,9 @@ The loop: AdamW (encoder and head at their own learning rates), linear warmup th
 layers, one validation pass per epoch, and the best epoch's weights kept. On tables the validation split is carved
 out of the training table (stratified by task) and "best" is the mean recorded utility of the routed expert.
 
-Trainer contract (shared with training/benchmarks/offline.py and the routerllm CLI): `add_arguments(parser)` adds
-one flag per
-`Args` field (dest = field name, with its default) and `fit_from_table(table, embeddings, catalog, **options)`
-returns a trained, ready BertStrategy; `train_synthetic(catalog, **options)` trains on synthetic data.
+Trainer contract (training/trainers/__init__.py): `add_arguments(parser)` adds one flag per `Args` field (dest =
+field name, with its default) and `fit_from_table(table, embeddings, catalog, **options)` returns a trained, ready
+BertStrategy; `train_synthetic(catalog, **options)` trains on synthetic data.
 """
 
 from __future__ import annotations
@@ -39,6 +38,7 @@ from router_deployments.encoder import DEFAULT_ENCODER
 from router_deployments.objectives import ExpertProfile, ObjectiveWeights
 from router_deployments.strategies.bert import BertRouterConfig, BertStrategy
 from training.data.routerbench import OutcomeTable, check_aligned
+from training.options import add_dataclass_arguments
 from training.trainers.losses import LOSSES, LossConfig
 
 logger = logging.getLogger(__name__)
@@ -105,16 +105,8 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Args)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per Args field, dest = the field name, default = the field default."""
-    for f in dataclasses.fields(Args):
-        parser.add_argument(
-            "--" + f.name.replace("_", "-"),
-            dest=f.name,
-            type=type(f.default),
-            default=f.default,
-            choices=f.metadata.get("choices"),
-            help=f"{f.metadata.get('help', '')} (default: {f.default})",
-        )
+    """The bert trainer's options (every field of Args)."""
+    add_dataclass_arguments(parser, Args)
 
 
 # --- targets -------------------------------------------------------------------------------------------------
@@ -357,7 +349,8 @@ def holdout_report(strategy: BertStrategy, table: OutcomeTable, cost_weights: li
     return {"summary": summary, "points": points, "single_experts": singles}
 
 
-# The benchmark's sweep (training.benchmarks.offline.COST_WEIGHTS): 0, then 40 log-spaced weights from 1e-3 to 100.
+# The benchmark's sweep at 40 weights (training.benchmarks.offline.cost_weights(40)): 0, then 40 log-spaced weights
+# from 1e-3 to 100.
 DEFAULT_COST_WEIGHTS = ",".join(f"{w:.6g}" for w in (0.0, *np.geomspace(1e-3, 100.0, 40)))
 
 

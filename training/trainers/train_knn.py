@@ -1,9 +1,7 @@
-"""Trainer for the kNN reference router (the TRAINERS contract of training.benchmarks.offline).
+"""Trainer for the kNN reference router: the smallest trainer (the contract is in training/trainers/__init__.py).
 
-Every trainer module exposes:
-- `add_arguments(parser)`: its options, each with a default (bench builds them from defaults plus `--set`);
-- `fit_from_table(table, embeddings, catalog, **options) -> RoutingStrategy`: a strategy ready to route, trained
-  on `table` (columns in catalog order) with `embeddings` [len(table), dim] of `table.prompts`.
+`add_arguments(parser)` adds its one option; `fit_from_table(table, embeddings, catalog, k=...)` indexes the
+training prompts.
 """
 
 from __future__ import annotations

@@ -4,17 +4,14 @@ Every training prompt carries every expert's recorded quality, so the gate's log
 once (binary cross-entropy per expert) plus the load-balancing loss on noisy gates (see
 router_deployments/strategies/moe.py). The number of epochs is chosen by early stopping on an inner validation
 split of the training table (stratified by task), then the gate is refitted on the whole table for that many
-epochs. The trainer contract is training/benchmarks/offline.py's: `add_arguments(parser)` and `fit_from_table(...)`.
+epochs. The trainer contract is training/trainers/__init__.py's: `add_arguments(parser)` and `fit_from_table(...)`.
 
-    routerllm train moe --data ../shared/data/routerbench --experts seed4 --out ckpt/moe --split 0.3
+    routerllm train moe --data ../shared/data/routerbench --experts seed4 --out ckpt/moe --holdout 0.3
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +19,8 @@ from tqdm import tqdm
 
 from experts.catalog import ExpertCatalog
 from training.data.routerbench import OutcomeTable, check_aligned
+from training.options import add_dataclass_arguments
+from training.trainers.fit_setup import inner_split, torch_rng, torch_threads
 
 
 @dataclass
@@ -43,52 +42,9 @@ class Args:
     progress: bool = field(default=True, metadata={"help": "show tqdm progress bars"})
 
 
-def add_dataclass_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, args_cls: type) -> None:
-    """One option per field of a trainer's Args dataclass, spelled with dashes or underscores."""
-    for f in dataclasses.fields(args_cls):
-        names = dict.fromkeys([f"--{f.name.replace('_', '-')}", f"--{f.name}"])
-        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
-        if f.type in (bool, "bool"):
-            parser.add_argument(
-                *names, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default, help=help_text
-            )
-        else:
-            kind = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__)
-            parser.add_argument(*names, dest=f.name, type=kind, default=f.default, help=help_text)
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the block with n torch intra-op threads, then restore the previous setting."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@contextlib.contextmanager
-def torch_rng() -> Iterator[None]:
-    """Let the block seed torch's global generator without changing it for the caller."""
-    import torch
-
-    with torch.random.fork_rng():
-        yield
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The moe trainer's options (every field of Args)."""
     add_dataclass_arguments(parser, Args)
-
-
-def inner_split(table: OutcomeTable, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices of a task-stratified (train, validation) split of `table`, using OutcomeTable.split."""
-    indexed = dataclasses.replace(table, sample_ids=[str(i) for i in range(len(table))])
-    train, val = indexed.split(fraction, seed)
-    return np.array([int(s) for s in train.sample_ids]), np.array([int(s) for s in val.sample_ids])
 
 
 def fit_from_table(table: OutcomeTable, embeddings: np.ndarray, catalog: ExpertCatalog, **options):
@@ -106,7 +62,8 @@ def fit_from_table(table: OutcomeTable, embeddings: np.ndarray, catalog: ExpertC
     return strategy
 
 
-def build_strategy(args: Args, catalog: ExpertCatalog, embedding_dim: int):
+def new_strategy(args: Args, catalog: ExpertCatalog, embedding_dim: int):
+    """An untrained MoEStrategy with the gate Args describes."""
     from router_deployments.strategies.moe import MoEConfig, MoEStrategy
 
     config = MoEConfig(
@@ -130,7 +87,7 @@ def train_gate(args, catalog, embeddings, scores, train_idx, val_idx, epochs):
 
     torch.manual_seed(args.seed)  # dropout draws from torch's global generator (fit_from_table forks it)
     rng = np.random.default_rng(args.seed)
-    strategy = build_strategy(args, catalog, embeddings.shape[1])
+    strategy = new_strategy(args, catalog, embeddings.shape[1])
     net = strategy.net
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     x_all = torch.from_numpy(np.asarray(embeddings, dtype=np.float32))

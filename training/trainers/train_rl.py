@@ -8,7 +8,7 @@ sampled request into n_experts transitions. The number of iterations is chosen o
 the training table (lowest TD loss over every expert and a fixed grid of weights), then the router is refitted
 on the whole table for that long. `--rllib` trains with RLlib's DQN instead (training/trainers/rllib_pretrain.py).
 
-    routerllm train rl --data ../shared/data/routerbench --experts seed4 --out ckpt/rl --split 0.3 [--rllib]
+    routerllm train rl --data ../shared/data/routerbench --experts seed4 --out ckpt/rl --holdout 0.3 [--rllib]
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from tqdm import tqdm
 
 from experts.catalog import ExpertCatalog
 from training.data.routerbench import OutcomeTable, check_aligned
+from training.options import add_dataclass_arguments
 from training.rewards import RewardConfig
+from training.trainers.fit_setup import inner_split, torch_rng, torch_threads
 from training.trainers.replay_buffer import CarbonAwareReplayBuffer
 from training.trainers.routing_env import Contexts, OutcomeRewards
-from training.trainers.train_moe import add_dataclass_arguments, inner_split, torch_rng, torch_threads
 
 # Fixed validation trade-offs: quality-only and a spread of cost weights.
 VALIDATION_COST_WEIGHTS = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
@@ -89,7 +90,7 @@ def fit_from_table(table: OutcomeTable, embeddings: np.ndarray, catalog: ExpertC
     if args.rllib:
         from training.trainers.rllib_pretrain import pretrain
 
-        return pretrain(outcomes, catalog, args)
+        return pretrain(outcomes, new_strategy(args, catalog, embeddings.shape[1]), args)
     iterations = args.total_steps // args.num_envs
     with torch_threads(args.torch_threads), torch_rng():
         if args.val_fraction > 0:
@@ -99,7 +100,8 @@ def fit_from_table(table: OutcomeTable, embeddings: np.ndarray, catalog: ExpertC
     return strategy
 
 
-def build_strategy(args: Args, catalog: ExpertCatalog, embedding_dim: int):
+def new_strategy(args: Args, catalog: ExpertCatalog, embedding_dim: int):
+    """An untrained RLStrategy with the Q network Args describes."""
     from router_deployments.strategies.rl import RLConfig, RLStrategy
 
     hidden = [int(h) for h in args.hidden.split(",") if h.strip()]
@@ -122,6 +124,32 @@ def validation_set(outcomes: OutcomeRewards, rows: np.ndarray) -> tuple[np.ndarr
     return np.concatenate(obs), np.concatenate(rewards)
 
 
+def route_epsilon_greedy(strategy, outcomes: OutcomeRewards, rng: np.random.Generator, n: int, rows, epsilon: float):
+    """Sample n requests from `rows` and pick each one's expert: greedy on the online net, or with probability
+    epsilon a random expert drawn toward low-carbon ones when the budget is tight. Returns (contexts, obs, actions)."""
+    ctx = outcomes.sample(rng, n, rows)
+    obs = outcomes.observations(ctx)
+    greedy = strategy.q_values(obs, network="online").argmax(axis=1)
+    explore_p = strategy.exploration_probs(ctx.budget_left)
+    random_actions = np.array([rng.choice(outcomes.n_experts, p=p) for p in explore_p])
+    actions = np.where(rng.random(n) < epsilon, random_actions, greedy)
+    return ctx, obs, actions
+
+
+def store_outcomes(
+    buffer: CarbonAwareReplayBuffer, outcomes: OutcomeRewards, ctx: Contexts, obs, actions, full_information: bool
+) -> None:
+    """Store the replayed outcome of each chosen expert, or with full information those of every expert."""
+    rewards = outcomes.rewards(ctx)
+    quality = outcomes.quality[ctx.rows]
+    if full_information:
+        for a in range(outcomes.n_experts):
+            buffer.add(obs, a, rewards[:, a], quality[:, a], outcomes.carbon_norm[a])
+    else:
+        rows = np.arange(len(actions))
+        buffer.add(obs, actions, rewards[rows, actions], quality[rows, actions], outcomes.carbon_norm[actions])
+
+
 def train_dqn(args, catalog, outcomes, train_rows, val_rows, iterations):
     """The DQN loop. With validation rows, keeps the target network with the lowest validation TD loss and
     returns its iteration count; without, trains exactly `iterations` iterations."""
@@ -129,10 +157,9 @@ def train_dqn(args, catalog, outcomes, train_rows, val_rows, iterations):
 
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    strategy = build_strategy(args, catalog, outcomes.embeddings.shape[1])
+    strategy = new_strategy(args, catalog, outcomes.embeddings.shape[1])
     optimizer = torch.optim.AdamW(strategy.online.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     buffer = CarbonAwareReplayBuffer(args.buffer_size, strategy.obs_dim, args.alpha, args.green_weight, seed=args.seed)
-    n_experts = outcomes.n_experts
     if val_rows is not None:
         val_obs, val_rewards = (torch.from_numpy(a.astype(np.float32)) for a in validation_set(outcomes, val_rows))
     best_loss, best_iteration, best_state = np.inf, iterations, None
@@ -143,22 +170,10 @@ def train_dqn(args, catalog, outcomes, train_rows, val_rows, iterations):
         epsilon = linear_schedule(
             args.start_epsilon, args.end_epsilon, args.exploration_fraction * iterations, iteration
         )
-        ctx = outcomes.sample(rng, args.num_envs, train_rows)
-        obs = outcomes.observations(ctx)
-        greedy = strategy.q_values(obs, network="online").argmax(axis=1)
-        explore_p = strategy.exploration_probs(ctx.budget_left)
-        random_actions = np.array([rng.choice(n_experts, p=p) for p in explore_p])
-        actions = np.where(rng.random(args.num_envs) < epsilon, random_actions, greedy)
+        ctx, obs, actions = route_epsilon_greedy(strategy, outcomes, rng, args.num_envs, train_rows, epsilon)
 
         # 2. Observe the outcomes and store them (all experts' with full information).
-        rewards = outcomes.rewards(ctx)
-        quality = outcomes.quality[ctx.rows]
-        if args.full_information:
-            for a in range(n_experts):
-                buffer.add(obs, a, rewards[:, a], quality[:, a], outcomes.carbon_norm[a])
-        else:
-            rows = np.arange(args.num_envs)
-            buffer.add(obs, actions, rewards[rows, actions], quality[rows, actions], outcomes.carbon_norm[actions])
+        store_outcomes(buffer, outcomes, ctx, obs, actions, args.full_information)
 
         # 3. TD steps on prioritised minibatches (importance-weighted), soft-updating the target net.
         if len(buffer) < args.learning_starts:
