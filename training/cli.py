@@ -5,15 +5,19 @@ of the parsed namespace returning an exit code, plus one line in COMMANDS. torch
 
     routerllm train knn --data DIR --experts seed4 --out ckpt/knn [--k 80] [--holdout 0.3]
     routerllm bench --train DIR --experts mix4 --out runs/mix4 [--split 0.3 --seed 0] [--strategies dummy,knn]
+    routerllm bench-online --data DIR --experts seed4 --out runs/online [--passes 3 --lam 0.1] [--through-serve]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable
 
-from training.benchmarks.offline import DEFAULT_GRID, DEFAULT_STRATEGIES, TRAINERS
+from training.benchmarks.offline import DEFAULT_GRID, DEFAULT_STRATEGIES
+from training.options import dotted_values, parse_dotted
+from training.trainers import TRAINERS
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +43,7 @@ def train_parser(strategy: str) -> tuple[argparse.ArgumentParser, set[str]]:
     """The parser of `routerllm train <strategy>`, and the destinations that are not the trainer's options.
 
     The shared options have names no trainer should use (trainers own --seed, --encoder, ...)."""
-    from training.benchmarks.offline import trainer_module
+    from training.trainers import trainer_module
 
     module = trainer_module(strategy)
     if module is None:
@@ -118,10 +122,11 @@ def add_bench_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from training.benchmarks.offline import BenchConfig, format_table, parse_set_options
+    from training.benchmarks.offline import BenchConfig
     from training.benchmarks.offline import run_bench as bench
+    from training.benchmarks.tables import bench_table
 
-    strategies = None if args.strategies is None else [s.strip() for s in args.strategies.split(",") if s.strip()]
+    strategies = None if args.strategies is None else _names(args.strategies)
     config = BenchConfig(
         train=args.train,
         eval=args.eval,
@@ -131,13 +136,13 @@ def run_bench(args: argparse.Namespace) -> int:
         seed=args.seed,
         strategies=strategies,
         limit=args.limit,
-        options=parse_set_options(args.set_options),
+        options=parse_dotted(args.set_options, "--set"),
         embedder=args.embedder,
         save_checkpoints=args.save_checkpoints,
         grid=args.grid,
     )
     results = bench(config)
-    print(format_table(results))
+    print(bench_table(results))
     print(f"wrote {args.out}/results.json and {args.out}/cost_quality.png")
     return 0
 
@@ -186,16 +191,54 @@ def add_bench_online_command(subparsers: argparse._SubParsersAction) -> None:
         help="an offline trainer option of the warm-start fits, e.g. --trainer rl.total_steps=5000",
     )
     _add_data_options(parser)
-
-    def run(args: argparse.Namespace) -> int:
-        from training.benchmarks.online import run_cli
-
-        return run_cli(args)
-
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run_bench_online)
 
 
-# One line per subcommand (bench-online: add its add_*_command here).
+def run_bench_online(args: argparse.Namespace) -> int:
+    """Replay the stream in process, or with --through-serve with the served learners (over_http) in place of the
+    in-process ones."""
+    from training.benchmarks.online import OnlineBenchConfig, run_online_bench
+    from training.benchmarks.tables import online_table
+
+    config = OnlineBenchConfig(
+        data=args.data,
+        out=args.out,
+        experts=args.experts,
+        passes=args.passes,
+        lam=args.lam,
+        seed=args.seed,
+        holdout=args.holdout,
+        limit=args.limit,
+        strategies=_names(args.strategies),
+        starts=_names(args.starts),
+        vw=args.vw,
+        window=args.window,
+        warm_dir=args.warm_dir,
+        learner=dotted_values([f"learner.{p}" for p in args.learner], "--learner").get("learner", {}),
+        strategy_config=dotted_values(args.set_options, "--set"),
+        trainer_options=parse_dotted(args.trainer_options, "--trainer"),
+        embedder=args.embedder,
+    )
+    extra = None
+    if args.through_serve:
+        from training.benchmarks.over_http import serve_routers
+
+        # Over HTTP: the served learners replace the in-process ones (the references and VW stay).
+        extra = serve_routers(config.strategies, replicas=args.serve_replicas)
+        config.strategies = []
+    started = time.perf_counter()
+    results = run_online_bench(config, extra_routers=extra)
+    print(online_table(results))
+    print(f"wrote {args.out}/results.json and {args.out}/learning_curve.png in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def _names(text: str) -> list[str]:
+    """A comma list: "rl, moe" -> ["rl", "moe"]."""
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+# One line per subcommand.
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_train_command,
     add_bench_command,

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from training.benchmarks import offline as bench
+from training.data import prepared
 
 
 @pytest.fixture
 def fake_embeddings(monkeypatch):
-    """Seeded random unit vectors per text in place of the cached MiniLM embeddings: the encoder is not under test.
+    """Seeded random unit vectors per text in place of the cached MiniLM embeddings (training.data.prepared.embed,
+    which every command embeds through): the encoder is not under test.
 
     Also restores torch's thread count, which the online bench sets for its run."""
 
@@ -20,7 +21,7 @@ def fake_embeddings(monkeypatch):
         vectors = np.stack([np.random.default_rng(s).normal(size=384) for s in seeds]).astype(np.float32)
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
-    monkeypatch.setattr(bench, "embed", embed)
+    monkeypatch.setattr(prepared, "embed", embed)
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)

@@ -7,26 +7,24 @@ that fan out to several experts are scored on their top-1 choice (`decision.expe
 References: `knn` (RouterBench's kNN router), `task` (knows each prompt's task and every expert's mean outcome on
 it: where routing by task alone gets) and `oracle` (knows the true outcomes: the ceiling).
 
-Trainers plug in through TRAINERS (see training/trainers/train_knn.py for the contract):
-`fit_from_table(table, embeddings, catalog, **options)`, options built from the module's `add_arguments` defaults, overridden by `--set name.opt=v`.
+Strategies with a trainer (training/trainers/__init__.py, TRAINERS) are fitted with
+`fit_from_table(table, embeddings, catalog, **options)`, options built from the module's `add_arguments`
+defaults, overridden by `--set name.opt=v`; other registered strategies are built from their config, `--set`
+setting its fields. The data comes from training/data/prepared.py, the plot from plots.py, the text table from
+tables.py.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import importlib.util
 import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from experts.catalog import ExpertCatalog
 from router_deployments.objectives import ObjectiveWeights
 from router_deployments.strategies import (
     OFFLINE_ONLY,
@@ -38,14 +36,13 @@ from router_deployments.strategies import (
 from router_deployments.strategies.oracle import OracleStrategy
 from router_deployments.strategies.task import TaskStrategy
 from training import cost_quality
-from training.data.routerbench import OutcomeTable, catalog_from_table, load_routerbench, resolve_experts
+from training.benchmarks.plots import plot_cost_quality
+from training.data import prepared
+from training.data.prepared import PreparedData
+from training.data.routerbench import catalog_from_table, load_routerbench, resolve_experts
+from training.options import flag_values
+from training.trainers import TRAINERS, require_trainer, trainer_module, trainer_options
 
-TRAINERS: dict[str, str] = {
-    "knn": "training.trainers.train_knn",
-    "bert": "training.trainers.train_bert",
-    "moe": "training.trainers.train_moe",
-    "rl": "training.trainers.train_rl",
-}
 REFERENCES = ("knn", "task", "oracle")
 RANDOM = "dummy"
 DEFAULT_STRATEGIES = (RANDOM, *TRAINERS)
@@ -62,43 +59,7 @@ def cost_weights(grid: int = DEFAULT_GRID) -> list[float]:
     return [0.0, *np.geomspace(*COST_WEIGHT_RANGE, grid).tolist()]
 
 
-# --- trainers -------------------------------------------------------------------------------------------
-def trainer_module(name: str) -> ModuleType | None:
-    """The trainer module of strategy `name`, or None when that module does not exist (yet)."""
-    if name not in TRAINERS:
-        raise KeyError(f"Invalid trainer {name!r}. Available trainers are {sorted(TRAINERS)}")
-    if importlib.util.find_spec(TRAINERS[name]) is None:
-        return None
-    return importlib.import_module(TRAINERS[name])
-
-
-def trainer_options(module: ModuleType, overrides: list[str] | None = None) -> dict[str, Any]:
-    """A trainer's options: its argparse defaults, with `--opt value` style overrides parsed by its own parser."""
-    parser = argparse.ArgumentParser(prog=module.__name__, add_help=False, exit_on_error=False)
-    module.add_arguments(parser)
-    try:
-        options, unknown = parser.parse_known_args(overrides or [])
-    except argparse.ArgumentError as e:
-        raise ValueError(f"{module.__name__}: {e}") from e
-    if unknown:
-        known = sorted(o for a in parser._actions for o in a.option_strings)
-        raise ValueError(f"{module.__name__} has no option {unknown}. Its options are {known}")
-    return vars(options)
-
-
-def parse_set_options(pairs: list[str]) -> dict[str, list[str]]:
-    """`knn.k=20` -> {"knn": ["--k", "20"]}; option names use dashes or underscores as the trainer defines."""
-    out: dict[str, list[str]] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        name, dot, option = key.partition(".")
-        if not (sep and dot and name and option):
-            raise ValueError(f"Invalid --set {pair!r}: expected STRATEGY.OPTION=VALUE, e.g. knn.k=20")
-        out.setdefault(name, []).extend([f"--{option}", value])
-    return out
-
-
-# --- data -----------------------------------------------------------------------------------------------
+# --- config -----------------------------------------------------------------------------------------------
 @dataclass
 class BenchConfig:
     """What `routerllm bench` runs; each field is a command-line option."""
@@ -127,49 +88,6 @@ class BenchConfig:
     """Cost weights swept per router (besides 0); each is one pass over the evaluation prompts."""
 
 
-@dataclass
-class BenchData:
-    train: OutcomeTable
-    eval: OutcomeTable
-    train_embeddings: np.ndarray
-    eval_embeddings: np.ndarray
-    catalog: ExpertCatalog
-
-
-def _sample(table: OutcomeTable, limit: int | None, seed: int) -> OutcomeTable:
-    if limit is None or limit >= len(table):
-        return table
-    return table.split(test_fraction=limit / len(table), seed=seed)[1]
-
-
-def embed(texts: list[str], embedder: str | None = None) -> np.ndarray:
-    """Unit embeddings of `texts` through the on-disk cache."""
-    from training.data.embedding_cache import embed_texts
-
-    return embed_texts(texts) if embedder is None else embed_texts(texts, model=embedder)
-
-
-def load_tables(config: BenchConfig) -> tuple[OutcomeTable, OutcomeTable]:
-    models = resolve_experts(config.experts)
-    train = _sample(load_routerbench(config.train, models), config.limit, config.seed)
-    if config.eval is not None:
-        return train, _sample(load_routerbench(config.eval, models), config.limit, config.seed)
-    if not 0 < config.split < 1:
-        raise ValueError(f"--split must be in (0, 1) when --eval is not given, got {config.split}")
-    return train.split(test_fraction=config.split, seed=config.seed)
-
-
-def prepare(config: BenchConfig) -> BenchData:
-    train, held_out = load_tables(config)
-    return BenchData(
-        train=train,
-        eval=held_out,
-        train_embeddings=embed(train.prompts, config.embedder),
-        eval_embeddings=embed(held_out.prompts, config.embedder),
-        catalog=catalog_from_table(train, data=config.train),
-    )
-
-
 # --- routers --------------------------------------------------------------------------------------------
 def check_strategy_names(names: list[str]) -> None:
     unknown = [n for n in names if n not in STRATEGIES and n not in TRAINERS]
@@ -177,38 +95,26 @@ def check_strategy_names(names: list[str]) -> None:
         raise ValueError(f"Invalid strategies {unknown}. Available strategies are {sorted({*STRATEGIES, *TRAINERS})}")
 
 
-def strategy_config(options: list[str] | None) -> dict[str, Any]:
-    """`--set` for a strategy without a trainer sets fields of its config, e.g. complexity.model=./my-classifier.
+def build_router(name: str, data: PreparedData, options: list[str] | None = None) -> RoutingStrategy:
+    """Train (TRAINERS) or build (other registered strategies, configured by `options`) one router.
 
-    Values are read as JSON where they parse (numbers, booleans, objects), else as plain strings; the strategy's
-    config schema validates them.
-    """
-    config: dict[str, Any] = {}
-    for flag, value in zip(options[::2], options[1::2]) if options else ():
-        try:
-            config[flag.lstrip("-").replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            config[flag.lstrip("-").replace("-", "_")] = value
-    return config
-
-
-def build_router(name: str, data: BenchData, options: list[str] | None = None) -> RoutingStrategy:
-    """Train (TRAINERS) or build (other registered strategies, configured by `options`) one router."""
+    `options` are flags (`--set` as training.options.parse_dotted gives them): a trainer's own parser reads them,
+    or they set fields of the strategy's config (flag_values), which its schema validates."""
     if name in OFFLINE_ONLY and options:
         raise ValueError(f"the {name} reference takes no options (got {options})")
     if name == "oracle":
-        return OracleStrategy(data.catalog).set_outcomes(data.eval.prompts, data.eval.scores, data.eval.costs)
+        return OracleStrategy(data.catalog).set_outcomes(
+            data.held_out.prompts, data.held_out.scores, data.held_out.costs
+        )
     if name == "task":
         task = TaskStrategy(data.catalog).fit(data.train.tasks, data.train.scores, data.train.costs)
-        return task.set_prompt_tasks(data.eval.prompts, data.eval.tasks)
+        return task.set_prompt_tasks(data.held_out.prompts, data.held_out.tasks)
     if name in TRAINERS:
-        module = trainer_module(name)
-        if module is None:
-            raise ModuleNotFoundError(f"the trainer of {name!r} ({TRAINERS[name]}) does not exist yet")
+        module = require_trainer(name)
         kwargs = trainer_options(module, options)
         return module.fit_from_table(data.train, data.train_embeddings, data.catalog, **kwargs)
     cls = get_strategy_class(name)
-    config = cls.Config(**strategy_config(options))  # checked before any model loads
+    config = cls.Config(**flag_values(options or []))  # checked before any model loads
     strategy = cls(data.catalog, config)
     strategy.setup()
     return strategy
@@ -241,38 +147,41 @@ def routing_latency_ms(strategy: RoutingStrategy, texts: list[str], embeddings: 
     return {"mean": float(np.mean(times)), "p50": float(np.median(times))}
 
 
-def evaluate_point(strategy: RoutingStrategy, data: BenchData, cost_weight: float) -> tuple[np.ndarray, dict]:
+def evaluate_point(strategy: RoutingStrategy, data: PreparedData, cost_weight: float) -> tuple[np.ndarray, dict]:
     """Route every evaluation prompt at one cost weight; the choices and the resulting operating point."""
     weights = ObjectiveWeights(quality=1.0, cost=cost_weight)
-    chosen = route_choices(strategy, data.eval.prompts, data.eval_embeddings, weights)
-    rows = np.arange(len(data.eval))
-    cost, quality = cost_quality.curve_point(data.eval.costs[rows, chosen], data.eval.scores[rows, chosen])
+    chosen = route_choices(strategy, data.held_out.prompts, data.held_out_embeddings, weights)
+    rows = np.arange(len(data.held_out))
+    cost, quality = cost_quality.curve_point(data.held_out.costs[rows, chosen], data.held_out.scores[rows, chosen])
     return chosen, {"cost_weight": cost_weight, "cost_per_1k": cost, "quality": quality}
 
 
-def evaluate_router(strategy: RoutingStrategy, data: BenchData, grid: int = DEFAULT_GRID) -> dict[str, Any]:
+def evaluate_router(strategy: RoutingStrategy, data: PreparedData, grid: int = DEFAULT_GRID) -> dict[str, Any]:
     """Curve over the cost-weight grid (grid=0: default weights only), the default point with expert shares and
     per-task quality, and routing latency."""
     chosen, default = evaluate_point(strategy, data, 0.0)
     curve = [default] + [evaluate_point(strategy, data, lam)[1] for lam in cost_weights(grid)[1:] if grid > 0]
-    tasks, quality = np.array(data.eval.tasks), data.eval.scores[np.arange(len(data.eval)), chosen]
+    tasks, quality = np.array(data.held_out.tasks), data.held_out.scores[np.arange(len(data.held_out)), chosen]
     return {
         "default": {
             "cost_per_1k": default["cost_per_1k"],
             "quality": default["quality"],
             "shares": cost_quality.expert_shares(chosen, data.catalog.names),
-            "per_task_quality": {t: float(quality[tasks == t].mean()) for t in sorted(set(data.eval.tasks))},
+            "per_task_quality": {t: float(quality[tasks == t].mean()) for t in sorted(set(data.held_out.tasks))},
         },
         "curve": curve,
-        "latency_ms": routing_latency_ms(strategy, data.eval.prompts, data.eval_embeddings),
+        "latency_ms": routing_latency_ms(strategy, data.held_out.prompts, data.held_out_embeddings),
     }
 
 
-def single_experts(data: BenchData) -> dict[str, dict[str, float]]:
+def single_experts(data: PreparedData) -> dict[str, dict[str, float]]:
     """Each expert alone on the evaluation prompts."""
     return {
         name: dict(
-            zip(("cost_per_1k", "quality"), cost_quality.curve_point(data.eval.costs[:, j], data.eval.scores[:, j]))
+            zip(
+                ("cost_per_1k", "quality"),
+                cost_quality.curve_point(data.held_out.costs[:, j], data.held_out.scores[:, j]),
+            )
         )
         for j, name in enumerate(data.catalog.names)
     }
@@ -316,20 +225,28 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     explicit = set(config.strategies or ()) | set(REFERENCES)
     for name in [n for n in names if n in TRAINERS and trainer_module(n) is None]:
         if name in explicit:
-            raise ModuleNotFoundError(f"the trainer of {name!r} ({TRAINERS[name]}) does not exist yet")
+            require_trainer(name)  # raises: a strategy asked for by name must run
         tqdm.write(f"skipping {name!r}: its trainer {TRAINERS[name]} does not exist yet")
         names.remove(name)
     unknown_options = set(config.options) - set(names)
     if unknown_options:
         raise ValueError(f"--set names strategies {sorted(unknown_options)} that are not benchmarked ({names})")
 
-    data = prepare(config)
+    data = prepared.prepare(
+        config.train,
+        config.experts,
+        held_out=config.eval,
+        split=config.split,
+        limit=config.limit,
+        seed=config.seed,
+        embedder=config.embedder,
+    )
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         "config": asdict(config),
         "n_train": len(data.train),
-        "n_eval": len(data.eval),
+        "n_eval": len(data.held_out),
         "experts": data.catalog.names,
         "models": data.train.models,
         "cost_weights": cost_weights(config.grid),
@@ -348,7 +265,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         results["routers"][name] = entry
     summarise(results)
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    plot_curves(results, out / "cost_quality.png")
+    plot_cost_quality(results, out / "cost_quality.png")
     return results
 
 
@@ -364,20 +281,18 @@ def train_and_save(
 ) -> dict[str, Any]:
     """Train one strategy through its trainer and save its checkpoint; with holdout > 0, measure it on that
     fraction of held-out prompts (the checkpoint is then trained on the rest). Returns the metrics saved with it."""
-    module = trainer_module(name)
-    if module is None:
-        raise ModuleNotFoundError(f"the trainer of {name!r} ({TRAINERS[name]}) does not exist yet")
+    module = require_trainer(name)
     options = options or {}
     table = load_routerbench(data, resolve_experts(experts))
     train, held_out = table.split(holdout, holdout_seed) if holdout > 0 else (table, None)
     catalog = catalog_from_table(train, data=data)
-    train_embeddings = embed(train.prompts, embedder)
+    train_embeddings = prepared.embed(train.prompts, embedder)
     started = time.perf_counter()
     strategy = module.fit_from_table(train, train_embeddings, catalog, **options)
     fitted = {"data": data, "experts": train.models, "n_train": len(train), "options": options}
     fitted["fit_s"] = time.perf_counter() - started
     if held_out is not None:
-        bench = BenchData(train, held_out, train_embeddings, embed(held_out.prompts, embedder), catalog)
+        bench = PreparedData(train, held_out, train_embeddings, prepared.embed(held_out.prompts, embedder), catalog)
         entry = evaluate_router(strategy, bench)
         points = [(p["cost_per_1k"], p["quality"]) for p in entry["curve"]]
         singles = single_experts(bench)
@@ -393,66 +308,3 @@ def train_and_save(
         }
     strategy.save(out, metrics=fitted)
     return fitted
-
-
-# --- report ---------------------------------------------------------------------------------------------
-def _densify(hull: np.ndarray, per_segment: int = 30) -> np.ndarray:
-    """Points along straight hull segments, so they stay straight (in linear cost) on a log-cost plot."""
-    if len(hull) < 2:
-        return hull
-    parts = [np.linspace(a, b, per_segment, endpoint=False) for a, b in zip(hull[:-1], hull[1:])]
-    return np.vstack([*parts, hull[-1:]])
-
-
-def plot_curves(results: dict[str, Any], path: str | Path) -> None:
-    """One hull line (and its sweep points) per router, single experts as labelled points."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    for name, entry in results["routers"].items():
-        hull = np.asarray(entry["hull"])
-        line = _densify(np.vstack([hull, [results["c_max_per_1k"], hull[-1, 1]]]))
-        (drawn,) = ax.plot(line[:, 0], line[:, 1], label=f"{name} (AIQ {entry['aiq']:.3f})")
-        points = np.array([[p["cost_per_1k"], p["quality"]] for p in entry["curve"]])
-        ax.scatter(points[:, 0], points[:, 1], s=10, color=drawn.get_color(), alpha=0.5)
-    for name, e in results["single_experts"].items():
-        ax.scatter(e["cost_per_1k"], e["quality"], marker="*", s=120, color="black", zorder=3)
-        ax.annotate(name, (e["cost_per_1k"], e["quality"]), textcoords="offset points", xytext=(5, -10), fontsize=8)
-    ax.set_xscale("log")
-    ax.set_xlabel("cost per 1,000 requests (USD, log scale)")
-    ax.set_ylabel("mean quality (recorded score)")
-    ax.set_title(f"{', '.join(results['experts'])}: {results['n_eval']} held-out prompts", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def format_table(results: dict[str, Any]) -> str:
-    """A compact text table of every router and single expert."""
-
-    def fmt(x: float | None, spec: str = ".3f") -> str:
-        return "-" if x is None else format(x, spec)
-
-    header = f"{'router':<24}{'quality':>8}{'$/1k':>8}{'AIQ':>7}{'q@25%':>7}{'q@50%':>7}{'match':>7}{'ms p50':>8}"
-    lines = [header, "-" * len(header)]
-    rows = [(n, r, r["default"]) for n, r in results["routers"].items()]
-    rows += [(n, e, e) for n, e in results["single_experts"].items()]
-    for name, entry, point in rows:
-        latency = entry.get("latency_ms", {}).get("p50")
-        lines.append(
-            f"{name[:23]:<24}{point['quality']:>8.3f}{point['cost_per_1k']:>8.3f}{entry['aiq']:>7.3f}"
-            f"{fmt(entry['best_quality_at_25pct']):>7}{fmt(entry['best_quality_at_50pct']):>7}"
-            f"{fmt(entry['cost_fraction_to_match_best_expert'], '.0%'):>7}{fmt(latency, '.2f'):>8}"
-        )
-    top, best = results["priciest_expert"], results["best_expert"]
-    lines.append(
-        f"quality/$ at default weights; q@25%/q@50%: best quality at <= 25%/50% of {top['name']}'s cost "
-        f"(${top['cost_per_1k']:.3f}/1k); match: cost to reach {best['name']}'s quality "
-        f"({best['quality']:.3f}) as a share of its cost"
-    )
-    return "\n".join(lines)

@@ -1,21 +1,18 @@
 """Online benchmark: replay a stream of prompts through routers that learn from feedback as they serve.
 
-The stream is `passes` shuffled passes over the training part of a RouterBench table (the rest is held out). For
-each prompt the router under test picks an expert (or a fan-out); the feedback is the score that expert recorded
-on that prompt, and the reward is training/rewards.bandit_reward:
-    reward = score of the answer returned - lam * cost of every expert called / (priciest expert's mean cost).
-Routers under test:
+The stream is `passes` shuffled passes over the training part of a RouterBench table (the rest is held out); the
+reward of a choice is what that expert recorded on the prompt (stream.py). Routers under test:
 - the online learners (rl, moe), cold start or warm-started from an offline fit on the training part, driven
   through the same OnlineLearner the learner actor wraps: outcomes and feedback go into its store, `step()` trains
   with the strategies' own learn() and publishes versions, and a simulated router replica pulls each new version
   the way a Serve replica does (apply_policy) and routes with it, exploration included;
-- Vowpal Wabbit's contextual bandit (`--cb_explore_adf --squarecb`, shared features = the prompt embedding
-  interacted with the expert id by `-q SA`, since without an interaction ADF can only learn one score per expert);
+- Vowpal Wabbit's contextual bandit (vowpal_wabbit.py);
 - references computed from the table: the best fixed expert in hindsight (on the stream), the oracle, random.
-Anything else that implements StreamRouter (e.g. the whole Serve graph over HTTP) plugs in via `extra_routers`.
+Anything else that implements StreamRouter (e.g. the whole Serve graph over HTTP, over_http.py) plugs in via
+`extra_routers`; training/cli.py wires that in for `--through-serve`.
 
 Reported: average reward over the stream, reward per window, and the final greedy policy's quality, cost and
-reward on the held-out prompts.
+reward on the held-out prompts; plots.py draws the learning curves and tables.py prints the table.
 """
 
 from __future__ import annotations
@@ -26,18 +23,20 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from experts.catalog import ExpertCatalog
 from router_deployments.objectives import ObjectiveWeights
 from router_deployments.strategies import RouteContext
-from training.data.routerbench import OutcomeTable, catalog_from_table, load_routerbench, resolve_experts
+from training.benchmarks.plots import plot_learning_curves
+from training.benchmarks.stream import Stream, StreamRouter, held_out_figures, references, replay_stream, window_means
+from training.benchmarks.vowpal_wabbit import VowpalWabbitRouter
+from training.data import prepared
 from training.online.learner import LearnerConfig, OnlineLearner, StrategyTraining, apply_policy
 from training.online.outcome_store import MEMORY, OutcomeRecord
-from training.rewards import bandit_reward
+from training.trainers import require_trainer, trainer_options
 
 # Learner settings of the benchmark: publish often (the stream is short) and keep few version directories.
 BENCH_LEARNER: dict[str, Any] = {
@@ -60,7 +59,6 @@ EXPLORATION: dict[str, dict[str, float]] = {
 # Strategy settings of the online learners (their own config fields), on top of each strategy's defaults. The gate
 # learns online with a larger step than offline (mix4, lam 0.5, cold: 0.763 at 3e-3 vs 0.738 at 1e-3).
 STRATEGY_CONFIG: dict[str, dict[str, Any]] = {"moe": {"learning_rate": 3e-3}}
-VW_ARGS = "--cb_explore_adf --squarecb -q SA --quiet"
 
 
 @dataclass
@@ -99,48 +97,7 @@ class OnlineBenchConfig:
     progress: bool = True
 
 
-@dataclass
-class Stream:
-    """The replayed prompts and everything needed to score a choice on them."""
-
-    train: OutcomeTable
-    held_out: OutcomeTable
-    train_embeddings: np.ndarray
-    held_out_embeddings: np.ndarray
-    catalog: ExpertCatalog
-    rows: np.ndarray
-    """Training-table row of each event."""
-    lam: float
-    max_mean_cost: float
-
-    def rewards(self, table: OutcomeTable) -> np.ndarray:
-        """bandit_reward of every expert on every prompt of `table`, [n, n_experts]."""
-        return bandit_reward(table.scores, table.costs, self.lam, self.max_mean_cost)
-
-    def reward(self, row: int, experts: list[int]) -> float:
-        """The answer's (first expert's) score minus lam times the cost of every expert called."""
-        cost = float(self.train.costs[row, experts].sum())
-        return float(bandit_reward(self.train.scores[row, experts[0]], cost, self.lam, self.max_mean_cost))
-
-
-class StreamRouter(Protocol):
-    """A router under test. The `--through-serve` mode implements this over HTTP (route = a chat completion with
-    model "router", feedback = POST /v1/feedback with the recorded score)."""
-
-    def route(self, event: int, row: int) -> list[int]:
-        """Experts called for this event (catalog indices); the first one's answer is returned."""
-
-    def feedback(self, event: int, row: int, experts: list[int]) -> None:
-        """Report the recorded outcome of each expert called."""
-
-    def greedy(self, embeddings: np.ndarray, texts: list[str]) -> np.ndarray:
-        """The final policy's choice (no exploration) for each held-out prompt."""
-
-    def summary(self) -> dict[str, Any]:
-        """Extra figures for results.json (publishes, ...)."""
-
-
-# --- routers under test ---------------------------------------------------------------------------------
+# --- the online learners under test ----------------------------------------------------------------------
 class LearnerRouter:
     """One strategy trained by an OnlineLearner, served by a simulated replica that pulls published versions."""
 
@@ -199,117 +156,18 @@ class LearnerRouter:
         return {k: s[k] for k in keys}
 
 
-class VowpalWabbitRouter:
-    """VW's contextual bandit with action-dependent features (one example line per expert)."""
-
-    def __init__(self, stream: Stream, seed: int = 0, args: str = VW_ARGS):
-        try:
-            from vowpalwabbit import Workspace
-        except ImportError as e:
-            raise ModuleNotFoundError(
-                "the Vowpal Wabbit reference needs the vowpalwabbit package (pip install -e '.[bench]'), "
-                "or pass --no-vw"
-            ) from e
-
-        self.stream, self.args = stream, f"{args} --random_seed {seed}"
-        self.vw = Workspace(self.args)
-        self.rng = np.random.default_rng(seed)
-        self.pmf: np.ndarray | None = None
-
-    def _example(self, embedding: np.ndarray, label: tuple[int, float, float] | None = None) -> list[str]:
-        lines = ["shared |S " + " ".join(f"{i}:{v:.6f}" for i, v in enumerate(embedding))]
-        for j in range(len(self.stream.catalog)):
-            prefix = f"0:{label[1]:.6f}:{label[2]:.6f} " if label and label[0] == j else ""
-            lines.append(f"{prefix}|A e{j}")
-        return lines
-
-    def _pmf(self, embedding: np.ndarray) -> np.ndarray:
-        pmf = np.asarray(self.vw.predict(self._example(embedding)), dtype=np.float64)
-        return pmf / pmf.sum()
-
-    def route(self, event: int, row: int) -> list[int]:
-        self.pmf = self._pmf(self.stream.train_embeddings[row])
-        return [int(self.rng.choice(len(self.pmf), p=self.pmf))]
-
-    def feedback(self, event: int, row: int, experts: list[int]) -> None:
-        a = experts[0]
-        cost = -self.stream.reward(row, experts)  # VW minimises cost
-        self.vw.learn(self._example(self.stream.train_embeddings[row], (a, cost, float(self.pmf[a]))))
-
-    def greedy(self, embeddings: np.ndarray, texts: list[str]) -> np.ndarray:
-        return np.array([int(np.argmax(self._pmf(e))) for e in embeddings])
-
-    def summary(self) -> dict[str, Any]:
-        return {"vw_args": self.args}
-
-
-# --- the replay -----------------------------------------------------------------------------------------
-def replay_stream(router: StreamRouter, stream: Stream, desc: str = "", progress: bool = True) -> np.ndarray:
-    """Drive one router through the stream; returns the reward of every event."""
-    rewards = np.empty(len(stream.rows))
-    for event, row in enumerate(tqdm(stream.rows, desc=desc, unit="req", disable=not progress, leave=False)):
-        experts = router.route(event, int(row))
-        rewards[event] = stream.reward(int(row), experts)
-        router.feedback(event, int(row), experts)
-    return rewards
-
-
-def held_out_figures(stream: Stream, choices: np.ndarray) -> dict[str, float]:
-    """Quality, cost per 1,000 requests and reward of top-1 choices on the held-out prompts."""
-    rows = np.arange(len(stream.held_out))
-    return {
-        "quality": float(stream.held_out.scores[rows, choices].mean()),
-        "cost_per_1k": float(stream.held_out.costs[rows, choices].mean() * 1000.0),
-        "reward": float(stream.rewards(stream.held_out)[rows, choices].mean()),
-    }
-
-
-def curve(rewards: np.ndarray, window: int) -> list[float]:
-    return [float(rewards[i : i + window].mean()) for i in range(0, len(rewards), window)]
-
-
-def references(stream: Stream) -> dict[str, Any]:
-    """Best fixed expert in hindsight (on the stream), oracle and random, on the stream and held out."""
-    on_stream = stream.rewards(stream.train)[stream.rows]
-    held = stream.rewards(stream.held_out)
-    best = int(on_stream.mean(axis=0).argmax())
-    n_held = len(stream.held_out)
-    oracle = held.argmax(axis=1)
-    return {
-        "best_fixed": {
-            "expert": stream.catalog.names[best],
-            "average_reward": float(on_stream[:, best].mean()),
-            "held_out": held_out_figures(stream, np.full(n_held, best)),
-        },
-        "oracle": {"average_reward": float(on_stream.max(axis=1).mean()), "held_out": held_out_figures(stream, oracle)},
-        "random": {
-            "average_reward": float(on_stream.mean()),
-            "held_out": {"reward": float(held.mean()), "quality": float(stream.held_out.scores.mean())},
-        },
-        "per_expert_average_reward": dict(zip(stream.catalog.names, on_stream.mean(axis=0).tolist())),
-    }
-
-
 # --- set-up ---------------------------------------------------------------------------------------------
 def prepare_stream(config: OnlineBenchConfig) -> Stream:
-    from training.benchmarks.offline import embed
-
-    table = load_routerbench(config.data, resolve_experts(config.experts))
-    if config.limit is not None and config.limit < len(table):
-        table = table.split(test_fraction=config.limit / len(table), seed=config.seed)[1]
-    train, held_out = table.split(config.holdout, config.seed)
-    rng = np.random.default_rng(config.seed)
-    rows = np.concatenate([rng.permutation(len(train)) for _ in range(config.passes)])
-    return Stream(
-        train=train,
-        held_out=held_out,
-        train_embeddings=embed(train.prompts, config.embedder),
-        held_out_embeddings=embed(held_out.prompts, config.embedder),
-        catalog=catalog_from_table(train, data=config.data),
-        rows=rows,
-        lam=config.lam,
-        max_mean_cost=float(train.costs.mean(axis=0).max()),
+    """The benchmark's data (training/data/prepared.py, `holdout` held out) replayed `passes` times."""
+    data = prepared.prepare(
+        config.data,
+        config.experts,
+        split=config.holdout,
+        limit=config.limit,
+        seed=config.seed,
+        embedder=config.embedder,
     )
+    return Stream.replay(data, config.passes, config.lam, config.seed)
 
 
 def warm_checkpoint(name: str, stream: Stream, config: OnlineBenchConfig, root: Path) -> str:
@@ -317,9 +175,7 @@ def warm_checkpoint(name: str, stream: Stream, config: OnlineBenchConfig, root: 
     --warm-dir."""
     if config.warm_dir:
         return str(Path(config.warm_dir) / name)
-    from training.benchmarks.offline import trainer_module, trainer_options
-
-    module = trainer_module(name)
+    module = require_trainer(name)
     options = {**trainer_options(module, config.trainer_options.get(name)), "seed": config.seed, "progress": False}
     strategy = module.fit_from_table(stream.train, stream.train_embeddings, stream.catalog, **options)
     path = root / "warm" / name
@@ -391,7 +247,7 @@ def run_online_bench(
             results["routers"][name] = {
                 "average_reward": float(rewards.mean()),
                 "per_pass": [float(rewards[p * n : (p + 1) * n].mean()) for p in range(config.passes)],
-                "windows": curve(rewards, config.window),
+                "windows": window_means(rewards, config.window),
                 "held_out": held_out_figures(stream, greedy),
                 "wall_s": time.perf_counter() - started,
                 **router.summary(),
@@ -415,112 +271,3 @@ def targets(results: dict[str, Any]) -> dict[str, dict[str, bool]]:
         for name, r in results["routers"].items()
         if name != "vw-squarecb"
     }
-
-
-def plot_learning_curves(results: dict[str, Any], path: str | Path) -> None:
-    """Reward per window for every router, with the references as horizontal lines and passes marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    window = results["config"]["window"]
-    fig, ax = plt.subplots(figsize=(9, 5.5))
-    for name, r in results["routers"].items():
-        x = (np.arange(len(r["windows"])) + 0.5) * window
-        ax.plot(x, r["windows"], marker="o", markersize=3, label=f"{name} (avg {r['average_reward']:.3f})")
-    styles = {"oracle": ":", "best_fixed": "--", "random": "-."}
-    for key, ref in results["references"].items():
-        if key in styles:
-            label = f"{key} {ref.get('expert', '')} ({ref['average_reward']:.3f})".replace("  ", " ")
-            ax.axhline(ref["average_reward"], color="grey", linestyle=styles[key], linewidth=1, label=label)
-    n_train = results["n_train"]
-    for p in range(1, results["config"]["passes"]):
-        ax.axvline(p * n_train, color="black", alpha=0.2)
-    ax.set_xlabel("requests served (stream position); vertical lines: pass boundaries")
-    ax.set_ylabel(f"reward per window of {window} (score - {results['config']['lam']} x normalised cost)")
-    ax.set_title(f"{results['config']['experts']}: {', '.join(results['experts'])}", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-# --- command line ---------------------------------------------------------------------------------------
-def parse_dotted(pairs: list[str], what: str) -> dict[str, dict[str, Any]]:
-    """`rl.tau=0.05` -> {"rl": {"tau": 0.05}}; values are JSON when they parse as JSON, else strings."""
-    out: dict[str, dict[str, Any]] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        name, dot, option = key.partition(".")
-        if not (sep and dot and name and option):
-            raise ValueError(f"Invalid {what} {pair!r}: expected NAME.OPTION=VALUE, e.g. rl.tau=0.05")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        out.setdefault(name, {})[option] = value
-    return out
-
-
-def run_cli(args) -> int:
-    """`routerllm bench-online` (arguments parsed by training/cli.py)."""
-    from training.benchmarks.offline import parse_set_options
-
-    def names(text: str) -> list[str]:
-        return [s.strip() for s in text.split(",") if s.strip()]
-
-    config = OnlineBenchConfig(
-        data=args.data,
-        out=args.out,
-        experts=args.experts,
-        passes=args.passes,
-        lam=args.lam,
-        seed=args.seed,
-        holdout=args.holdout,
-        limit=args.limit,
-        strategies=names(args.strategies),
-        starts=names(args.starts),
-        vw=args.vw,
-        window=args.window,
-        warm_dir=args.warm_dir,
-        learner=parse_dotted([f"learner.{p}" for p in args.learner], "--learner").get("learner", {}),
-        strategy_config=parse_dotted(args.set_options, "--set"),
-        trainer_options=parse_set_options(args.trainer_options),
-        embedder=args.embedder,
-    )
-    extra = None
-    if getattr(args, "through_serve", False):
-        from training.benchmarks.over_http import serve_routers
-
-        # Over HTTP: the served learners replace the in-process ones (the references and VW stay).
-        extra = serve_routers(config.strategies, replicas=args.serve_replicas)
-        config.strategies = []
-    started = time.perf_counter()
-    results = run_online_bench(config, extra_routers=extra)
-    print(format_results(results))
-    print(f"wrote {args.out}/results.json and {args.out}/learning_curve.png in {time.perf_counter() - started:.0f} s")
-    return 0
-
-
-def format_results(results: dict[str, Any]) -> str:
-    """A text table: average reward over the stream, per pass, and the final greedy policy held out."""
-    passes = results["config"]["passes"]
-    header = f"{'router':<20}{'avg reward':>11}" + "".join(f"{f'pass {p + 1}':>8}" for p in range(passes))
-    header += f"{'held-out q':>11}{'$/1k':>8}{'reward':>8}{'wall s':>8}"
-    lines = [header, "-" * len(header)]
-    for name, r in results["routers"].items():
-        h = r["held_out"]
-        lines.append(
-            f"{name:<20}{r['average_reward']:>11.4f}"
-            + "".join(f"{x:>8.3f}" for x in r["per_pass"])
-            + f"{h['quality']:>11.3f}{h['cost_per_1k']:>8.3f}{h['reward']:>8.3f}{r['wall_s']:>8.0f}"
-        )
-    refs = results["references"]
-    lines.append(
-        f"references (average reward over the stream): best fixed {refs['best_fixed']['expert']} "
-        f"{refs['best_fixed']['average_reward']:.4f}, oracle {refs['oracle']['average_reward']:.4f}, "
-        f"random {refs['random']['average_reward']:.4f}"
-    )
-    return "\n".join(lines)

@@ -1,9 +1,10 @@
 """`routerllm bench-online --through-serve`: the same stream, over HTTP, through the real graph.
 
 The graph is started the way a user starts it (`python -m serve_app run config=...`, as `make run` does, in a
-subprocess), with replay experts answering from the outcome table, the learned strategies on several router replicas, and the learner actor
-training from `/v1/feedback` and hot-swapping weights into the replicas. Requests are chat completions with
-model "router"; feedback is the recorded score of the expert that answered.
+subprocess), with replay experts answering from the outcome table, the learned strategies on several router
+replicas, and the learner actor training from `/v1/feedback` and hot-swapping weights into the replicas. Requests
+are chat completions with model "router"; feedback is the recorded score of the expert that answered.
+training/cli.py hands `serve_routers` to online.run_online_bench as its extra routers.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import yaml
 
 from router_deployments.objectives import ObjectiveWeights
 from router_deployments.strategies import RouteContext, build_strategy
-from training.benchmarks.online import BENCH_LEARNER, EXPLORATION, STRATEGY_CONFIG, OnlineBenchConfig, Stream
+from training.benchmarks.online import BENCH_LEARNER, EXPLORATION, STRATEGY_CONFIG, OnlineBenchConfig
+from training.benchmarks.stream import Stream
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

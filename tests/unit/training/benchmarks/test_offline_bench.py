@@ -7,6 +7,7 @@ import json
 import pytest
 
 from router_deployments.strategies import build_strategy
+from training import trainers
 from training.benchmarks import offline as bench
 from training.cli import build_parser, main
 from training.data.routerbench import PRESETS, catalog_from_table, load_routerbench
@@ -67,7 +68,7 @@ def test_bench_runs_the_complexity_router_on_a_configured_classifier(routerbench
 
 
 def test_bench_named_strategy_without_trainer_is_an_error(routerbench_dir, tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(bench.TRAINERS, "ghost", "training.no_such_trainer_module")
+    monkeypatch.setitem(trainers.TRAINERS, "ghost", "training.no_such_trainer_module")
     argv = ["bench", "--train", str(routerbench_dir), "--out", str(tmp_path), "--strategies", "ghost"]
     assert main(argv) == 2
     assert "does not exist yet" in capsys.readouterr().err
@@ -75,19 +76,21 @@ def test_bench_named_strategy_without_trainer_is_an_error(routerbench_dir, tmp_p
 
 def test_bench_skips_unwritten_trainers_it_was_not_asked_for(routerbench_dir, tmp_path, monkeypatch):
     # Runs the real encoder (cached under ~/.cache/routerllm after the first run).
-    monkeypatch.setitem(bench.TRAINERS, "ghost", "training.no_such_trainer_module")
+    monkeypatch.setitem(trainers.TRAINERS, "ghost", "training.no_such_trainer_module")
     monkeypatch.setattr(bench, "DEFAULT_STRATEGIES", ("dummy", "ghost"))
     config = bench.BenchConfig(train=str(routerbench_dir), out=str(tmp_path), limit=60)
     assert set(bench.run_bench(config)["routers"]) == {"dummy", "knn", "task", "oracle"}
 
 
-def test_bench_rejects_unknown_strategies_and_options(routerbench_dir, tmp_path):
+def test_bench_rejects_unknown_strategies_and_options(routerbench_dir, tmp_path, capsys):
     with pytest.raises(ValueError, match="Available strategies"):
         bench.run_bench(bench.BenchConfig(train=str(routerbench_dir), out=str(tmp_path), strategies=["nope"]))
-    with pytest.raises(ValueError, match="no option"):
-        bench.trainer_options(bench.trainer_module("knn"), ["--kk", "3"])
-    with pytest.raises(ValueError, match="STRATEGY.OPTION=VALUE"):
-        bench.parse_set_options(["k=3"])
+    assert main(["bench", "--train", str(routerbench_dir), "--out", str(tmp_path), "--set", "k=3"]) == 2
+    assert "error: Invalid --set 'k=3': expected NAME.OPTION=VALUE" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"--set names strategies \['nope'\] that are not benchmarked"):
+        bench.run_bench(
+            bench.BenchConfig(train=str(routerbench_dir), out=str(tmp_path), options={"nope": ["--k", "1"]})
+        )
 
 
 def test_train_knn_round_trip(routerbench_dir, tmp_path, fake_embeddings):

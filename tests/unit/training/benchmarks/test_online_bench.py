@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from training.benchmarks.online import OnlineBenchConfig, StreamRouter, prepare_stream, replay_stream
+from training.benchmarks.online import OnlineBenchConfig, prepare_stream
+from training.benchmarks.stream import StreamRouter, replay_stream
 from training.cli import main
 
 pytestmark = pytest.mark.data
