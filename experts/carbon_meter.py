@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import logging
 
+from pydantic import BaseModel, ConfigDict, Field
+
 logger = logging.getLogger(__name__)
+
+
+class CarbonConfig(BaseModel):
+    """How energy becomes emissions: the `carbon` section of the YAML, read by every expert replica."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    country_iso_code: str = Field("USA", min_length=3, max_length=3, description="For codecarbon's offline mode.")
+    grid_intensity_g_per_kwh: float = Field(400.0, gt=0, description="gCO2eq per kWh for per-request estimates.")
+    measure_with_codecarbon: bool = Field(True, description="Measure each expert replica's energy with codecarbon.")
+    measure_interval_s: float = Field(15.0, gt=0, description="How often codecarbon samples power.")
 
 
 class CarbonMeter:

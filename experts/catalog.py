@@ -10,6 +10,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from experts.replica_settings import ReplicaSettings
+
+# Serve's cap on concurrent calls per expert replica when the YAML sets none (the backends queue or batch inside).
+EXPERT_MAX_ONGOING_REQUESTS = 64
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -69,8 +74,8 @@ BackendConfig = Annotated[
 ]
 
 
-class ExpertSpec(_Strict):
-    """One expert: how it generates, what it costs, and how good and green it is expected to be."""
+class ExpertSpec(ReplicaSettings):
+    """One expert: how it generates, what it costs, how good and green it is expected to be, and its replicas."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Identifier used in requests and metrics.")
     backend: BackendConfig
@@ -83,9 +88,16 @@ class ExpertSpec(_Strict):
     max_new_tokens: int = Field(256, gt=0, description="Default cap on generated tokens.")
     temperature: float = Field(0.7, ge=0, le=2, description="Temperature when a request sets none; 0 is greedy.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass when a request sets none.")
-    num_replicas: int = Field(1, ge=1)
     num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (1 for a vLLM expert).")
-    num_cpus: float = Field(0.5, ge=0, description="CPUs per replica.")
+
+    @property
+    def deployment_name(self) -> str:
+        """`expert_<name>`: one deployment per expert."""
+        return f"expert_{self.name}"
+
+    def default_max_ongoing_requests(self) -> int:
+        """EXPERT_MAX_ONGOING_REQUESTS."""
+        return EXPERT_MAX_ONGOING_REQUESTS
 
 
 class ExpertCatalog(_Strict):

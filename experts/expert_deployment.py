@@ -6,20 +6,24 @@ import logging
 from collections.abc import AsyncIterator
 
 from experts.base import GenerationRequest, GenerationResult, StreamChunk, build_backend
-from experts.carbon_meter import CarbonMeter
+from experts.carbon_meter import CarbonConfig, CarbonMeter
 from experts.catalog import ExpertSpec
 
 logger = logging.getLogger(__name__)
 
 
 class ExpertDeployment:
-    """Plain class; the builder wraps it with `serve.deployment` and the options from the expert's spec."""
+    """Plain class; the builder wraps it with `serve.deployment(**spec.deployment_options())`."""
 
-    async def __init__(self, spec: ExpertSpec, country_iso_code: str = "USA", measure_carbon: bool = True):
+    async def __init__(self, spec: ExpertSpec, *, carbon: CarbonConfig):
         self.spec = spec
         self.backend = build_backend(spec)
         await self.backend.start()
-        self.meter = CarbonMeter(country_iso_code, project=f"routerllm-{spec.name}") if measure_carbon else None
+        self.meter = None
+        if carbon.measure_with_codecarbon:
+            self.meter = CarbonMeter(
+                carbon.country_iso_code, interval_s=carbon.measure_interval_s, project=f"routerllm-{spec.name}"
+            )
         self.calls = 0
         self.tokens_in = 0
         self.tokens_out = 0
@@ -30,11 +34,13 @@ class ExpertDeployment:
         self.tokens_out += result.tokens_out
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
+        """Answer in one piece."""
         result = await self.backend.generate(request)
         self._count(result)
         return result
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        """Answer piece by piece; the last chunk carries the totals."""
         async for chunk in self.backend.stream(request):
             if chunk.result is not None:
                 self._count(chunk.result)

@@ -8,28 +8,27 @@ import os
 import numpy as np
 from ray import serve
 
+from router_deployments.deployment_settings import EmbeddingConfig
 from router_deployments.encoder import SentenceEncoder
 
 
 class EmbeddingDeployment:
-    """Plain class; the builder sets replicas and GPU share. Lives on a GPU when the replica has one."""
+    """Plain class; the builder deploys it with `settings.deployment_options()`. Lives on a GPU when the replica
+    has one."""
 
-    def __init__(
-        self,
-        model: str,
-        max_length: int = 256,
-        device: str = "auto",
-        max_batch_size: int = 32,
-        batch_wait_timeout_s: float = 0.0,
-        threads: int | None = None,
-        runtime: str = "auto",
-    ):
+    def __init__(self, settings: EmbeddingConfig):
         # Ray sets OMP_NUM_THREADS=1 in actors with fractional CPUs, which makes one short prompt ~40% slower on
         # 2 cores. The encoder is the only compute on the routing path, so by default it gets every core.
-        threads = threads or os.cpu_count() or 1
-        self.encoder = SentenceEncoder(model, max_length=max_length, device=device, runtime=runtime, threads=threads)
-        self.embed.set_max_batch_size(max_batch_size)
-        self.embed.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        threads = settings.threads or os.cpu_count() or 1
+        self.encoder = SentenceEncoder(
+            settings.model,
+            max_length=settings.max_length,
+            device=settings.device,
+            runtime=settings.runtime,
+            threads=threads,
+        )
+        self.embed.set_max_batch_size(settings.max_batch_size)
+        self.embed.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
     async def embed(self, texts: list[str]) -> list[np.ndarray]:
@@ -39,6 +38,7 @@ class EmbeddingDeployment:
         return list(vectors)
 
     def info(self) -> dict:
+        """Which encoder this replica runs, and where."""
         return {
             "model": self.encoder.model_name,
             "dim": self.encoder.dim,

@@ -11,6 +11,7 @@ import ray
 from ray import serve
 
 from experts.catalog import ExpertCatalog
+from router_deployments.deployment_settings import LearnerLink, RouterConfig
 from router_deployments.objectives import ObjectiveWeights
 from router_deployments.policy_sync import PolicySync
 from router_deployments.strategies import STRATEGIES, RouteContext, RoutingStrategy, build_strategy
@@ -34,35 +35,27 @@ class RouteQuery:
 
 
 class RouterDeployment:
-    """Plain class; the builder sets replicas. Strategies are built and set up once, at replica start."""
+    """Plain class; the builder deploys it with `settings.deployment_options()`. Strategies are built and set up
+    once, at replica start."""
 
-    async def __init__(
-        self,
-        catalog: ExpertCatalog,
-        strategies: dict[str, dict],
-        default_strategy: str,
-        default_weights: dict[str, float] | None = None,
-        max_batch_size: int = 32,
-        batch_wait_timeout_s: float = 0.0,
-        learner: dict | None = None,
-    ):
-        """`learner`: {"actor_name", "namespace", "poll_interval_s"} to pull new weights from, or None."""
+    async def __init__(self, settings: RouterConfig, *, catalog: ExpertCatalog, learner: LearnerLink | None = None):
+        """`learner`: where to pull new weights from (None: no online learning)."""
         self.catalog = catalog
-        self.default_strategy = default_strategy
-        self.default_weights = ObjectiveWeights(**(default_weights or {}))
+        self.default_strategy = settings.default_strategy
+        self.default_weights = settings.default_weights
         self.strategies: dict[str, RoutingStrategy] = {}
-        for name, cfg in strategies.items():
+        for name, cfg in settings.strategies.items():
             strategy = build_strategy(name, catalog, cfg)
             strategy.setup()
             self.strategies[name] = strategy
-        self._route_batch.set_max_batch_size(max_batch_size)
-        self._route_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        self._route_batch.set_max_batch_size(settings.max_batch_size)
+        self._route_batch.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
         self.sync: PolicySync | None = None
-        if learner:
+        if learner is not None:
             self.sync = PolicySync(
                 self.strategies,
-                lambda: ray.get_actor(learner["actor_name"], namespace=learner["namespace"]),
-                poll_interval_s=learner.get("poll_interval_s", 0.2),
+                lambda: ray.get_actor(learner.actor_name, namespace=learner.namespace),
+                poll_interval_s=learner.poll_interval_s,
             )
             self.sync.start()
 

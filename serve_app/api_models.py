@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from router_deployments.objectives import ObjectiveWeights
+from serve_app.config import ROUTER_MODEL
 
 
 class ChatMessage(BaseModel):
@@ -41,7 +42,7 @@ class ChatCompletionRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    model: str = Field("router", description="'router' to route, or an expert name to bypass routing.")
+    model: str = Field(ROUTER_MODEL, description="'router' to route, or an expert name to bypass routing.")
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(None, gt=0)
     max_completion_tokens: int | None = Field(None, gt=0)
