@@ -10,18 +10,15 @@ One loop, read top to bottom in `step()`:
    live in the strategies);
 4. every `publish_every_updates` updates or `publish_every_s` seconds, try to publish the trained weights.
 
-Publishing (the guardrails): weights with a NaN or inf are never published (and training restarts from the live
-weights); a candidate whose off-policy value on the held-back slice is below the live policy's by more than
-`publish_margin` is refused. The value is the self-normalised IPS estimate (SNIPS) of the greedy policy:
-    V(pi) = sum_i 1[pi(x_i) = a_i] r_i / p_i  /  sum_i 1[pi(x_i) = a_i] / p_i,
-with a_i the logged expert and p_i the probability the logging router gave it (from the outcome's `probs`,
-clipped at `min_propensity`; 1 when absent, which reduces it to the mean reward where the choices agree). With
-fewer than `min_holdback_matches` agreeing held-back experiences the check is skipped and counted as unchecked.
+Publishing passes the guardrails (training/online/guardrails.py): weights with a NaN or inf are never published
+(and training restarts from the live weights); a candidate whose SNIPS estimate on the held-back slice is below
+the live policy's by more than `publish_margin` is refused; with too few agreeing held-back experiences the
+check is skipped and the publish counted as unchecked.
 
-Versions are directories checkpoint_dir/<strategy>/v<N>/ that are never overwritten; `LIVE.json` beside them
-points at the live one and keeps the history that `rollback` walks back. Each version's meta.json records the
-store cursor it had read up to, so a restarted learner loads the live version, refills its replay from the store
-and continues after that cursor: nothing acknowledged is lost.
+Published versions are never-overwritten directories under checkpoint_dir with a LIVE.json pointer
+(training/online/policy_versions.py). Each version's meta.json records the store cursor it had read up to, so a
+restarted learner loads the live version, refills its replay from the store and continues after that cursor:
+nothing acknowledged is lost.
 """
 
 from __future__ import annotations
@@ -29,79 +26,22 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import shutil
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from experts.catalog import ExpertCatalog
 from router_deployments.objectives import ExpertProfile
 from router_deployments.policy_sync import policy_copy
-from router_deployments.strategies import Experience, RouteContext, RoutingStrategy, get_strategy_class
+from router_deployments.strategies import Experience, RoutingStrategy, get_strategy_class
+from training.online.guardrails import below_margin, non_finite_weights, snips_estimates
+from training.online.learner_config import LearnerConfig, StrategyTraining
 from training.online.outcome_store import LoggedExperience, OutcomeRecord, OutcomeStore
+from training.online.policy_versions import PolicyVersions
 from training.rewards import RewardConfig, routing_reward
-
-LIVE_FILE = "LIVE.json"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-
-class StrategyTraining(_Strict):
-    """How one strategy is trained online."""
-
-    warm_start: str | None = Field(None, description="Checkpoint directory of an offline fit; None = cold start.")
-    config: dict[str, Any] = Field(default_factory=dict, description="The strategy's own config (e.g. RLConfig).")
-    epsilon_start: float = Field(0.2, ge=0, le=1, description="Exploration rate published with the first version.")
-    epsilon_end: float = Field(0.02, ge=0, le=1, description="Exploration rate after the decay.")
-    epsilon_decay_experiences: int = Field(
-        2000, ge=1, description="Experiences over which epsilon decays linearly from start to end."
-    )
-    train_on: Literal["all", "own"] = Field(
-        "all", description="Learn from every logged outcome, or only from those this strategy routed."
-    )
-
-
-class LearnerConfig(_Strict):
-    """Everything the online learner needs; one section of a deployment's YAML."""
-
-    store_path: str = Field(description="SQLite file of the outcome store (':memory:' for benchmarks).")
-    checkpoint_dir: str = Field(description="Root of the published versions: <dir>/<strategy>/v<N>/.")
-    strategies: dict[str, StrategyTraining] = Field(
-        default_factory=lambda: {"rl": StrategyTraining(), "moe": StrategyTraining()},
-        description="Strategies to train, by registry name.",
-    )
-    reward: RewardConfig = Field(
-        default_factory=RewardConfig,
-        description="Carbon-budget terms of the reward (its w_* are not used: each request's own weights are).",
-    )
-    batch_size: int = Field(64, ge=1, description="Experiences per learn() call.")
-    updates_per_step: int = Field(
-        1, ge=1, description="learn() calls per batch_size new experiences (each one is in at least one batch)."
-    )
-    min_experiences: int = Field(16, ge=1, description="Replay size before the first update.")
-    replay_capacity: int = Field(50_000, ge=1, description="Most recent experiences kept for replay, per strategy.")
-    publish_every_updates: int = Field(20, ge=1, description="Try to publish after this many updates ...")
-    publish_every_s: float | None = Field(30.0, gt=0, description="... or this many seconds with new updates.")
-    holdback_fraction: float = Field(0.1, ge=0, lt=1, description="Share of request ids held back for evaluation.")
-    holdback_size: int = Field(512, ge=1, description="Most recent held-back experiences evaluated on.")
-    min_holdback_matches: int = Field(20, ge=1, description="Agreeing held-back experiences needed for the check.")
-    min_propensity: float = Field(0.05, gt=0, le=1, description="Floor of logged probabilities in the estimate.")
-    publish_margin: float = Field(0.02, ge=0, description="Largest estimated reward drop a candidate may have.")
-    feedback_ttl_s: float | None = Field(7 * 86400.0, gt=0, description="Feedback older than this is refused.")
-    keep_versions: int | None = Field(None, ge=2, description="Keep the newest N version directories (None: all).")
-    max_fetch: int = Field(10_000, ge=1, description="Most logged experiences read per step.")
-    reward_ema: float = Field(0.01, gt=0, le=1, description="Weight of each new reward in the moving average.")
-    seed: int = Field(0, description="Seeds replay sampling.")
-    torch_threads: int | None = Field(
-        1, ge=1, description="torch threads of the learner actor's process (small networks: 1); None: torch's default."
-    )
 
 
 @dataclass
@@ -151,7 +91,7 @@ class OnlineLearner:
         self.profile = ExpertProfile(catalog)
         self.store = OutcomeStore(config.store_path, ttl_s=config.feedback_ttl_s, clock=clock)
         self.rng = np.random.default_rng(config.seed)
-        self.root = Path(config.checkpoint_dir)
+        self.versions = PolicyVersions(config.checkpoint_dir)
         self.cursor = 0
         self.reward_avg: dict[str, float] = {}
         self.acks: dict[str, dict[str, tuple[int, float]]] = {}
@@ -160,11 +100,11 @@ class OnlineLearner:
         self._resume()
 
     # --- recording (called on the serving path: store writes only) ----------------------------------------
-    def record_outcome(self, outcome: OutcomeRecord | dict) -> bool:
+    def record_outcome(self, outcome: OutcomeRecord) -> bool:
         """Durably log one expert call; False when its request id was already logged (a retry)."""
         return self.store.add_outcome(outcome)
 
-    def record_outcomes(self, outcomes: list[OutcomeRecord | dict]) -> int:
+    def record_outcomes(self, outcomes: list[OutcomeRecord]) -> int:
         """Durably log several calls (e.g. a whole fan-out) in one transaction; returns how many were new."""
         return self.store.add_outcomes(outcomes)
 
@@ -275,15 +215,14 @@ class OnlineLearner:
         t = self.trainees[name]
         t.updates_since_publish = 0
         t.last_publish_t = self.clock()
-        state = t.strategy.state_dict()
-        bad = [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+        bad = non_finite_weights(t.strategy.state_dict())
         if bad:
             # Training diverged: never publish, and restart training from the live weights.
             t.strategy.load_state_dict(copy.deepcopy(t.live.state_dict()), version=t.strategy.policy_version)
             return self._refuse(t, "non_finite", f"non-finite values in {bad[:3]}")
         estimate = self.evaluate(t)
         t.last_estimate = estimate
-        if estimate["checked"] and estimate["candidate"] < estimate["live"] - self.config.publish_margin:
+        if below_margin(estimate, self.config.publish_margin):
             return self._refuse(
                 t, "margin", f"held-back estimate {estimate['candidate']:.4f} < live {estimate['live']:.4f} - margin"
             )
@@ -298,66 +237,32 @@ class OnlineLearner:
 
     def evaluate(self, t: _Trainee) -> dict[str, Any]:
         """SNIPS estimates of the candidate's and the live policy's greedy rewards on the held-back slice."""
-        if not t.holdback:
-            return {"checked": False, "n": 0}
-        experiences, outcomes = zip(*t.holdback)
-        contexts = [
-            RouteContext(text="", embedding=o.embedding, weights=o.weights, carbon_budget_left=o.carbon_budget_left)
-            for o in outcomes
-        ]
-        logged = np.array([e.expert for e in experiences])
-        rewards = np.array([e.reward for e in experiences])
-        n = len(self.catalog)
-        propensity = np.array(
-            [o.probs[e.expert] if o.probs and len(o.probs) == n else 1.0 for e, o in zip(experiences, outcomes)]
+        c = self.config
+        return snips_estimates(
+            t.strategy, t.live, t.holdback, len(self.catalog), c.min_propensity, c.min_holdback_matches
         )
-        inverse = 1.0 / np.clip(propensity, self.config.min_propensity, 1.0)
-        out: dict[str, Any] = {"n": len(experiences)}
-        for key, strategy in (("candidate", t.strategy), ("live", t.live)):
-            match = np.asarray(strategy.score(contexts)).argmax(axis=1) == logged
-            out[f"{key}_matches"] = int(match.sum())
-            w = inverse * match
-            out[key] = float((w * rewards).sum() / w.sum()) if match.any() else None
-        out["checked"] = min(out["candidate_matches"], out["live_matches"]) >= self.config.min_holdback_matches
-        return out
 
     def _save_version(self, t: _Trainee, metrics: dict[str, Any]) -> int:
-        folder = self.root / t.name
-        version = self._next_version(folder)
+        version = self.versions.next_version(t.name)
         t.strategy.policy_version = version
         t.strategy.save(
-            folder / f"v{version}",
+            self.versions.path(t.name, version),
             metrics={**_jsonable(metrics), "store_cursor": t.cursor, "experiences_seen": t.seen, "epsilon": t.epsilon},
         )
-        live = self._read_live(t.name)
-        history = [*live["history"], version] if live else [version]
-        self._write_live(
-            t.name, {"version": version, "history": history, "rolled_back": (live or {}).get("rolled_back", [])}
-        )
+        history = self.versions.record_publish(t.name, version)
         self._set_live(t, version)
         t.publishes += 1
-        self._prune(t.name, history)
+        self.versions.prune(t.name, history, self.config.keep_versions)
         return version
 
     def rollback(self, name: str) -> int:
         """Make the version live before the current one live again (a new pointer; nothing is overwritten)."""
         t = self._trainee(name)
-        live = self._read_live(name)
-        if not live or len(live["history"]) < 2:
-            raise ValueError(f"strategy {name!r} has no earlier published version to roll back to")
-        history = live["history"][:-1]
-        self._write_live(
-            name,
-            {
-                "version": history[-1],
-                "history": history,
-                "rolled_back": [*live.get("rolled_back", []), live["version"]],
-            },
-        )
-        t.strategy.load(self.root / name / f"v{history[-1]}")
-        self._set_live(t, history[-1])
+        version = self.versions.roll_back(name)
+        t.strategy.load(self.versions.path(name, version))
+        self._set_live(t, version)
         t.updates_since_publish = 0
-        return history[-1]
+        return version
 
     def _set_live(self, t: _Trainee, version: int) -> None:
         """Copy the trained weights into the live copy and take the snapshot replicas pull."""
@@ -441,9 +346,9 @@ class OnlineLearner:
     def _resume(self) -> None:
         """Load each strategy's live version (or its warm start) and refill replay from the store."""
         for name, t in self.trainees.items():
-            live = self._read_live(name)
+            live = self.versions.read_live(name)
             if live is not None:
-                meta = t.strategy.load(self.root / name / f"v{live['version']}")
+                meta = t.strategy.load(self.versions.path(name, live["version"]))
                 t.cursor = int(meta.get("metrics", {}).get("store_cursor", 0))
                 t.seen = int(meta.get("metrics", {}).get("experiences_seen", 0))
                 t.publishes = len(live["history"])
@@ -463,7 +368,7 @@ class OnlineLearner:
             self._ingest(item, [t], fresh=False)
         t.cursor = saved_cursor
 
-    # --- files ----------------------------------------------------------------------------------------
+    # --- lookups --------------------------------------------------------------------------------------
     def _trainee(self, name: str) -> _Trainee:
         if name not in self.trainees:
             raise KeyError(f"strategy {name!r} is not trained here. Trained strategies are {sorted(self.trainees)}")
@@ -474,32 +379,6 @@ class OnlineLearner:
         if snap is None:
             raise KeyError(f"strategy {name!r} has no published version yet")
         return snap
-
-    def _next_version(self, folder: Path) -> int:
-        existing = [int(p.name[1:]) for p in folder.glob("v*") if p.name[1:].isdigit()] if folder.is_dir() else []
-        return max(existing, default=0) + 1
-
-    def _read_live(self, name: str) -> dict[str, Any] | None:
-        path = self.root / name / LIVE_FILE
-        return json.loads(path.read_text()) if path.is_file() else None
-
-    def _write_live(self, name: str, live: dict[str, Any]) -> None:
-        path = self.root / name / LIVE_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(live))
-        tmp.replace(path)
-
-    def _prune(self, name: str, history: list[int]) -> None:
-        keep = self.config.keep_versions
-        if keep is None:
-            return
-        folder = self.root / name
-        versions = sorted(int(p.name[1:]) for p in folder.glob("v*") if p.name[1:].isdigit())
-        protected = set(versions[-keep:]) | set(history[-keep:])
-        for v in versions:
-            if v not in protected:
-                shutil.rmtree(folder / f"v{v}", ignore_errors=True)
 
 
 def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:

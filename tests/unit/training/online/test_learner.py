@@ -11,7 +11,9 @@ import torch
 from experts.catalog import ExpertCatalog, ExpertSpec, ReplayBackendConfig
 from router_deployments.objectives import ObjectiveWeights
 from router_deployments.strategies import RouteContext, build_strategy
-from training.online.learner import LIVE_FILE, LearnerConfig, OnlineLearner, StrategyTraining, apply_policy
+from training.online.learner import LearnerConfig, OnlineLearner, StrategyTraining, apply_policy
+from training.online.outcome_store import OutcomeRecord
+from training.online.policy_versions import LIVE_FILE
 from training.rewards import RewardConfig, bandit_reward, routing_reward
 
 DIM = 8
@@ -72,14 +74,14 @@ def feed(learner: OnlineLearner, n: int, start: int = 0, step: bool = True, stra
         expert = int(rng.integers(3))
         rid = f"req-{i}"
         learner.record_outcome(
-            {
-                "request_id": rid,
-                "strategy": strategy,
-                "expert": learner.catalog.names[expert],
-                "embedding": emb,
-                "probs": [1 / 3] * 3,
-                "cost_usd": [0.0016, 0.0008, 0.0004][expert],
-            }
+            OutcomeRecord(
+                request_id=rid,
+                strategy=strategy,
+                expert=learner.catalog.names[expert],
+                embedding=emb,
+                probs=[1 / 3] * 3,
+                cost_usd=[0.0016, 0.0008, 0.0004][expert],
+            )
         )
         learner.record_feedback(rid, score_of(emb, expert))
         ids.append(rid)
@@ -115,14 +117,14 @@ def test_learns_publishes_versions_and_replicas_load_them(tmp_path):
 def test_reward_is_the_shared_routing_reward(tmp_path):
     learner = OnlineLearner(learner_config(tmp_path, strategies=("moe",)), catalog())
     learner.record_outcome(
-        {
-            "request_id": "r",
-            "strategy": "moe",
-            "expert": "left",
-            "embedding": np.ones(DIM),
-            "cost_usd": 0.0012,
-            "weights": {"quality": 1.0, "cost": 0.5},
-        }
+        OutcomeRecord(
+            request_id="r",
+            strategy="moe",
+            expert="left",
+            embedding=np.ones(DIM),
+            cost_usd=0.0012,
+            weights=ObjectiveWeights(quality=1.0, cost=0.5),
+        )
     )
     learner.record_feedback("r", 1.0)
     experience = learner.experience(learner.store.experiences_after(0)[0])
@@ -209,13 +211,13 @@ def test_snips_estimate_weights_by_logged_propensity(tmp_path, monkeypatch):
         probs = [0.0, 0.0, 0.0]
         probs[expert] = p
         learner.record_outcome(
-            {
-                "request_id": f"r{i}",
-                "strategy": "moe",
-                "expert": learner.catalog.names[expert],
-                "embedding": np.ones(DIM),
-                "probs": probs,
-            }
+            OutcomeRecord(
+                request_id=f"r{i}",
+                strategy="moe",
+                expert=learner.catalog.names[expert],
+                embedding=np.ones(DIM),
+                probs=probs,
+            )
         )
         learner.record_feedback(f"r{i}", score)
     learner.step()
@@ -290,18 +292,31 @@ def test_only_learnable_strategies_can_be_trained(tmp_path):
         LearnerConfig(store_path="x", checkpoint_dir="y", batch_sise=3)
 
 
+def test_outcomes_are_recorded_as_outcome_records_only(tmp_path):
+    learner = OnlineLearner(learner_config(tmp_path, strategies=("moe",)), catalog())
+    as_dict = {"request_id": "r", "strategy": "moe", "expert": "left", "embedding": np.ones(DIM)}
+    with pytest.raises(TypeError, match="OutcomeRecord"):
+        learner.record_outcome(as_dict)
+    with pytest.raises(TypeError, match="OutcomeRecord"):
+        learner.record_outcomes([OutcomeRecord(**as_dict), as_dict])
+    assert learner.store.counts()["outcomes"] == 0  # nothing of a refused batch is written
+    assert learner.record_outcomes([OutcomeRecord(**as_dict)]) == 1 and not learner.record_outcome(
+        OutcomeRecord(**as_dict)
+    )
+
+
 def test_weights_of_requests_drive_the_reward(tmp_path):
     learner = OnlineLearner(learner_config(tmp_path, strategies=("moe",)), catalog())
     for rid, weights in (("cheap", {"quality": 1, "cost": 10}), ("quality", {"quality": 1})):
         learner.record_outcome(
-            {
-                "request_id": rid,
-                "strategy": "moe",
-                "expert": "left",
-                "embedding": np.ones(DIM),
-                "cost_usd": 0.0016,
-                "weights": ObjectiveWeights(**weights).model_dump(),
-            }
+            OutcomeRecord(
+                request_id=rid,
+                strategy="moe",
+                expert="left",
+                embedding=np.ones(DIM),
+                cost_usd=0.0016,
+                weights=ObjectiveWeights(**weights),
+            )
         )
         learner.record_feedback(rid, 1.0)
     rewards = [learner.experience(e).reward for e in learner.store.experiences_after(0)]

@@ -1,0 +1,59 @@
+"""The publish checks (training/online/guardrails.py); the learner's use of them is in test_learner.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from router_deployments.strategies import Experience
+from training.online.guardrails import below_margin, non_finite_weights, snips_estimates
+from training.online.outcome_store import OutcomeRecord
+
+
+def test_non_finite_weights_names_the_floating_tensors_with_nan_or_inf():
+    state = {
+        "a": torch.zeros(2),
+        "b": torch.tensor([1.0, float("nan")]),
+        "c": torch.tensor([float("-inf")]),
+        "steps": torch.tensor([3]),
+    }
+    assert non_finite_weights(state) == ["b", "c"]
+    assert non_finite_weights({"a": torch.ones(3)}) == []
+
+
+class Always:
+    """A strategy stand-in whose greedy choice is always one expert."""
+
+    def __init__(self, expert: int):
+        self.expert = expert
+
+    def score(self, contexts):
+        out = np.zeros((len(contexts), 2))
+        out[:, self.expert] = 1.0
+        return out
+
+
+def held_back(expert: int, reward: float, probs: list[float] | None) -> tuple[Experience, OutcomeRecord]:
+    record = OutcomeRecord(
+        request_id=f"r{expert}{reward}", strategy="rl", expert="x", embedding=np.ones(2), probs=probs
+    )
+    experience = Experience(embedding=np.ones(2), expert=expert, reward=reward, quality=reward)
+    return experience, record
+
+
+def test_snips_weights_agreeing_choices_by_their_inverse_propensity():
+    holdback = [held_back(0, 1.0, [0.5, 0.5]), held_back(0, 0.0, [0.1, 0.9]), held_back(1, 1.0, None)]
+    estimate = snips_estimates(Always(0), Always(1), holdback, 2, min_propensity=0.2, min_matches=1)
+    # Expert 0 agrees with rows 0 and 1; row 1's probability 0.1 is clipped to 0.2: (2 * 1 + 5 * 0) / (2 + 5).
+    assert estimate["candidate"] == pytest.approx(2 / 7) and estimate["candidate_matches"] == 2
+    assert estimate["live"] == 1.0 and estimate["live_matches"] == 1  # no probs: weight 1
+    assert estimate["n"] == 3 and estimate["checked"]
+    assert not snips_estimates(Always(0), Always(1), holdback, 2, 0.2, min_matches=2)["checked"]
+    assert snips_estimates(Always(0), Always(1), [], 2, 0.2, 1) == {"checked": False, "n": 0}
+
+
+def test_below_margin_only_refuses_checked_estimates():
+    assert below_margin({"checked": True, "candidate": 0.5, "live": 0.6}, 0.05)
+    assert not below_margin({"checked": True, "candidate": 0.56, "live": 0.6}, 0.05)
+    assert not below_margin({"checked": False, "candidate": 0.0, "live": 1.0}, 0.05)
