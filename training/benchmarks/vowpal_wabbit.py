@@ -1,7 +1,8 @@
 """Vowpal Wabbit's contextual bandit as a router under test: the reference the online learners must beat.
 
 `--cb_explore_adf --squarecb`, shared features = the prompt embedding interacted with the expert id by `-q SA`
-(without an interaction ADF can only learn one score per expert); vowpalwabbit is the `bench` extra.
+(without an interaction ADF can only learn one score per expert). The vowpalwabbit package comes with the
+`bench` extra (pip install -e '.[bench]').
 """
 
 from __future__ import annotations
