@@ -14,7 +14,7 @@ from experts.catalog import ExpertCatalog
 from router_deployments.deployment_settings import LearnerLink, RouterConfig
 from router_deployments.objectives import ObjectiveWeights
 from router_deployments.policy_sync import PolicySync
-from router_deployments.strategies import STRATEGIES, RouteContext, RoutingStrategy, build_strategy
+from router_deployments.strategies import STRATEGIES, RouteContext, RoutingDecision, RoutingStrategy, build_strategy
 
 logger = logging.getLogger(__name__)
 
@@ -69,14 +69,14 @@ class RouterDeployment:
             )
         return name
 
-    async def route(self, query: RouteQuery) -> dict:
+    async def route(self, query: RouteQuery) -> RoutingDecision:
         """Decide where one query goes; concurrent queries are batched per strategy."""
         query.strategy = self.check(query.strategy)
         return await self._route_batch(query)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
-    async def _route_batch(self, queries: list[RouteQuery]) -> list[dict]:
-        results: list[dict] = [{}] * len(queries)
+    async def _route_batch(self, queries: list[RouteQuery]) -> list[RoutingDecision]:
+        results: list[RoutingDecision | None] = [None] * len(queries)
         groups: dict[str, list[int]] = {}
         for i, q in enumerate(queries):
             groups.setdefault(q.strategy, []).append(i)
@@ -88,7 +88,7 @@ class RouterDeployment:
             else:
                 decisions = strategy.route_batch(contexts)
             for i, d in zip(idx, decisions):
-                results[i] = d.to_dict()
+                results[i] = d
         return results
 
     def _context(self, q: RouteQuery) -> RouteContext:

@@ -12,7 +12,7 @@ from experts.carbon_meter import CarbonConfig
 from experts.catalog import ExpertCatalog, ExpertSpec
 from experts.replica_settings import ReplicaSettings
 from router_deployments.deployment_settings import EmbeddingConfig, LearnerLink, RouterConfig
-from training.online.learner import LearnerConfig
+from training.online.learner_config import LearnerConfig
 
 __all__ = [
     "DEFAULT_CONFIG",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from serve_app.responses import RoutingMetadata
+
 logger = logging.getLogger(__name__)
 
 
@@ -37,17 +39,18 @@ class RequestMetrics:
             tag_keys=tags,
         )
 
-    def answered(self, routing: dict) -> None:
+    def answered(self, routing: RoutingMetadata) -> None:
+        """Count one answered request; a failure to export is logged, never raised into the request."""
         try:
-            tags = {"strategy": str(routing["strategy"]), "expert": str(routing["expert"])}
+            tags = {"strategy": str(routing.strategy), "expert": str(routing.expert)}
             self.requests.inc(1, tags)
-            if "cost_usd" in routing:
-                self.cost.observe(routing["cost_usd"], tags)
-                self.carbon.observe(routing["carbon_g"], tags)
-            total = routing["latency_ms"].get("total")
+            if routing.cost_usd is not None:
+                self.cost.observe(routing.cost_usd, tags)
+                self.carbon.observe(routing.carbon_g, tags)
+            total = routing.latency_ms.get("total")
             if total is not None:
                 self.latency.observe(total, tags)
-            for failure in routing.get("failover_from", []):
-                self.failures.inc(1, {"expert": failure["expert"]})
+            for failure in routing.failover_from or []:
+                self.failures.inc(1, {"expert": failure.expert})
         except Exception as e:  # noqa: BLE001 - metrics must never fail a request
             logger.warning("metrics hook failed: %r", e)

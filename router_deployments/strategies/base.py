@@ -35,30 +35,35 @@ class RouteContext:
     """Fraction of the carbon budget still unspent, in [0, 1]."""
 
 
+# The strategy name of a decision no strategy made: the request named its expert (model = an expert's name).
+DIRECT = "direct"
+
+
 @dataclass
 class RoutingDecision:
-    """Where one request goes and why."""
+    """Where one request goes and why; the one type from the strategy through the router deployment to the
+    ingress's response, headers, metrics and outcome records."""
 
     expert: str
     confidence: float
     scores: dict[str, float]
     strategy: str
-    policy_version: int
+    policy_version: int | None
+    """Published policy version that decided (None for a direct request)."""
     fanout: list[str]
     """Experts to call: [expert] for most strategies, the top-k for a sparse mixture."""
     probs: list[float] | None = None
     """Probability the strategy gave each expert, in catalog order (for learning from logged decisions)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "expert": self.expert,
-            "confidence": self.confidence,
-            "scores": self.scores,
-            "strategy": self.strategy,
-            "policy_version": self.policy_version,
-            "fanout": self.fanout,
-            "probs": self.probs,
-        }
+    @classmethod
+    def direct(cls, expert: str) -> RoutingDecision:
+        """The decision for a request that named its expert: that expert alone, certain, no scores."""
+        return cls(expert=expert, confidence=1.0, scores={}, strategy=DIRECT, policy_version=None, fanout=[expert])
+
+    @property
+    def is_direct(self) -> bool:
+        """True when no strategy ran (the request named its expert)."""
+        return self.strategy == DIRECT
 
 
 @dataclass

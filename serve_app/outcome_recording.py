@@ -1,0 +1,110 @@
+"""Outcome recording: every answered expert call becomes an OutcomeRecord in the learner's durable store before
+the client is answered, and the ingress's other calls to the learner actor (feedback, rollback, status) go
+through here with the same timeout.
+
+A learner that is slow or gone never fails an answer: the response then says `"feedback": "unavailable: ..."`
+and feedback for that request will be refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import ray
+
+from experts.catalog import ExpertCatalog
+from serve_app.config import LearnerSettings
+from serve_app.errors import APIError, short_error
+from serve_app.routed_request import ExpertAnswer, RoutedRequest
+from training.online.learner_actor import get_or_create_learner
+from training.online.outcome_store import OutcomeRecord
+
+logger = logging.getLogger("routerllm.ingress")
+
+ACCEPTED = "accepted"
+
+
+def outcome_id(request_id: str, expert: str, rank: int) -> str:
+    """Feedback key of one answered call: the request's id for the answer returned (rank 0), and
+    `<request id>:<expert>` for the other experts of a fan-out."""
+    return request_id if rank == 0 else f"{request_id}:{expert}"
+
+
+def outcome_records(routed: RoutedRequest, answers: list[ExpertAnswer]) -> list[OutcomeRecord]:
+    """One validated record per answered expert, the one returned to the client first."""
+    decision = routed.decision
+    return [
+        OutcomeRecord(
+            request_id=outcome_id(routed.request_id, a.expert, rank),
+            group_id=routed.request_id,
+            fanout_rank=rank,
+            strategy=decision.strategy,
+            expert=a.expert,
+            embedding=routed.embedding,
+            policy_version=decision.policy_version,
+            probs=decision.probs,
+            carbon_budget_left=routed.carbon_budget_left,
+            weights=routed.weights,
+            latency_s=a.result.latency_s,
+            tokens_in=a.result.tokens_in,
+            tokens_out=a.result.tokens_out,
+            cost_usd=a.cost_usd,
+            carbon_g=a.carbon_g,
+        )
+        for rank, a in enumerate(answers)
+    ]
+
+
+class OutcomeRecorder:
+    """The ingress's side of online learning: the learner actor's handle (None when the config has no `learner`
+    section) and every call to it, each with `record_timeout_s`."""
+
+    def __init__(self, settings: LearnerSettings | None, catalog: ExpertCatalog):
+        self.settings = settings
+        self.learner = None
+        if settings is not None:
+            self.learner = get_or_create_learner(
+                settings.training,
+                catalog,
+                namespace=settings.namespace,
+                name=settings.actor_name,
+                num_cpus=settings.num_cpus,
+            )
+
+    async def record(self, routed: RoutedRequest, answers: list[ExpertAnswer]) -> str:
+        """Log every answered call (all k of a fan-out; the first is the one returned) and return the
+        response's `feedback` status: 'accepted', or 'unavailable: <why>'."""
+        if self.learner is None:
+            return "unavailable: online learning is not enabled"
+        if not routed.learnable:
+            return "unavailable: direct requests are not learned"
+        try:
+            # Built inside the try: a record that fails validation costs the request its feedback, not its answer.
+            ref = self.learner.record_outcomes.remote(outcome_records(routed, answers))
+            await asyncio.wait_for(ref, self.settings.record_timeout_s)
+        except Exception as e:  # noqa: BLE001 - the answer still goes out; its feedback will be refused
+            logger.warning("could not record outcomes of %s: %r", routed.request_id, e)
+            return f"unavailable: learner unavailable: {short_error(e)}"
+        return ACCEPTED
+
+    def require_learner(self) -> Any:
+        """The learner actor's handle, or the 501 of a deployment without online learning."""
+        if self.learner is None:
+            raise APIError(
+                501, "online learning is not enabled in this deployment (no `learner` section)", code="learner_disabled"
+            )
+        return self.learner
+
+    async def ask(self, ref: Any) -> Any:
+        """Await a learner call; a timeout or a dead (restarting) actor is a 503 that says nothing was recorded."""
+        try:
+            return await asyncio.wait_for(ref, self.settings.record_timeout_s)
+        except (asyncio.TimeoutError, ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as e:
+            raise APIError(
+                503,
+                f"learner unavailable, nothing was recorded; retry: {short_error(e)}",
+                "server_error",
+                code="learner_unavailable",
+            ) from e

@@ -1,0 +1,72 @@
+"""The typed record of one request inside the ingress: its routing decision and what the decision was made from,
+then each expert's answer or failure. Dispatch builds these; responses, metrics and outcome records read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from experts.base import GenerationResult
+from experts.catalog import ExpertCatalog
+from router_deployments.objectives import ObjectiveWeights
+from router_deployments.strategies import RoutingDecision
+
+
+@dataclass
+class RoutedRequest:
+    """One request once routed: the decision plus the context its outcome records need, and its clock."""
+
+    request_id: str
+    decision: RoutingDecision
+    embedding: np.ndarray | None
+    """What the strategy routed on; None for a direct request (nothing was embedded, nothing is learned)."""
+    weights: ObjectiveWeights
+    """The request's objective weights merged over the router's defaults."""
+    carbon_budget_left: float
+    started: float
+    """time.perf_counter() when the request arrived (before its body was read)."""
+    routed: float
+    """time.perf_counter() when the decision was in."""
+    handle_timings: dict[str, float] = field(default_factory=dict)
+    """Seconds of the embedding and router calls; empty for a direct request."""
+
+    @property
+    def learnable(self) -> bool:
+        """Whether its outcomes can train a strategy (a strategy decided, on an embedding)."""
+        return self.embedding is not None
+
+    def timings(self, done: float | None = None) -> dict[str, float]:
+        """Seconds by step: the handle calls, the whole routing path and, once answered, the expert and total."""
+        seconds = {**self.handle_timings, "routing": self.routed - self.started}
+        if done is not None:
+            seconds.update(expert=done - self.routed, total=done - self.started)
+        return seconds
+
+
+@dataclass
+class ExpertAnswer:
+    """One expert's finished answer with the figures every report of it uses."""
+
+    expert: str
+    result: GenerationResult
+    cost_usd: float
+    carbon_g: float
+
+    @classmethod
+    def of(cls, expert: str, result: GenerationResult, catalog: ExpertCatalog) -> ExpertAnswer:
+        """Cost from the catalog's prices unless the backend knows the real one (a replayed answer does)."""
+        tokens = (result.tokens_in, result.tokens_out)
+        cost = result.extra.get("cost_usd", catalog.cost_usd(expert, *tokens))
+        return cls(expert=expert, result=result, cost_usd=float(cost), carbon_g=catalog.carbon_g(expert, *tokens))
+
+
+class ExpertFailure(BaseModel):
+    """An expert call that failed; the response lists them under `routing.failover_from`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    expert: str
+    error: str
