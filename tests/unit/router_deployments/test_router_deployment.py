@@ -1,0 +1,99 @@
+"""The router deployment returns RoutingDecision objects, the type a strategy makes; its settings compute its
+Serve options."""
+
+import asyncio
+import dataclasses
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from ray import serve
+
+from experts.catalog import ExpertCatalog
+from router_deployments.deployment_settings import EmbeddingConfig, RouterConfig
+from router_deployments.router_deployment import RouteQuery, RouterDeployment, UnknownStrategyError
+from router_deployments.strategies import RoutingDecision
+
+
+def catalog() -> ExpertCatalog:
+    figures = dict(params_b=1, energy_per_token_j=1, expected_latency_s=1, quality_prior=0.5)
+    return ExpertCatalog(
+        experts=[
+            dict(
+                name=n,
+                backend={"kind": "replay", "data": "x.csv", "model": n},
+                price_in_per_1k=p,
+                price_out_per_1k=p,
+                **figures,
+            )
+            for n, p in (("cheap", 0.0001), ("dear", 0.01))
+        ]
+    )
+
+
+@pytest.fixture
+def replica_context(monkeypatch):
+    """@serve.batch reads the replica's max_ongoing_requests; outside Serve, give it the settings' own."""
+
+    def install(settings: RouterConfig) -> None:
+        config = SimpleNamespace(max_ongoing_requests=settings.deployment_options()["max_ongoing_requests"])
+        monkeypatch.setattr(serve, "get_replica_context", lambda: SimpleNamespace(_deployment_config=config))
+
+    return install
+
+
+async def _router(settings: RouterConfig) -> RouterDeployment:
+    router = RouterDeployment.__new__(RouterDeployment)
+    await router.__init__(settings, catalog=catalog())  # async __init__, as Serve calls it
+    return router
+
+
+def test_routes_return_routing_decisions(replica_context):
+    settings = RouterConfig(strategies={"dummy": {"seed": 0}}, default_strategy="dummy")
+    replica_context(settings)
+
+    async def main():
+        router = await _router(settings)
+        queries = [RouteQuery(text=f"q{i}", embedding=np.ones(4, np.float32)) for i in range(3)]
+        decisions = await asyncio.gather(*(router.route(q) for q in queries))
+        with pytest.raises(UnknownStrategyError, match="registered but not enabled"):
+            await router.route(RouteQuery(text="x", embedding=np.ones(4), strategy="moe"))
+        return decisions
+
+    decisions = asyncio.run(main())
+    assert all(isinstance(d, RoutingDecision) for d in decisions)
+    assert {d.strategy for d in decisions} == {"dummy"} and all(d.expert in ("cheap", "dear") for d in decisions)
+    assert not hasattr(RoutingDecision, "to_dict")  # one type end to end, no dict on the way
+
+
+def test_direct_decision():
+    d = RoutingDecision.direct("dear")
+    assert dataclasses.asdict(d) == {
+        "expert": "dear",
+        "confidence": 1.0,
+        "scores": {},
+        "strategy": "direct",
+        "policy_version": None,
+        "fanout": ["dear"],
+        "probs": None,
+    }
+    assert d.is_direct and not dataclasses.replace(d, strategy="dummy").is_direct
+
+
+def test_settings_compute_todays_deployment_options():
+    assert EmbeddingConfig().deployment_options() == {
+        "name": "embedding",
+        "num_replicas": 1,
+        "ray_actor_options": {"num_cpus": 0.5, "num_gpus": 0.0},
+        "max_ongoing_requests": 128,  # 4 x max_batch_size
+    }
+    assert RouterConfig().deployment_options() == {
+        "name": "router",
+        "num_replicas": 1,
+        "ray_actor_options": {"num_cpus": 0.25, "num_gpus": 0.0},
+        "max_ongoing_requests": 128,
+    }
+    assert RouterConfig(max_batch_size=16).deployment_options()["max_ongoing_requests"] == 64
+    assert EmbeddingConfig(max_ongoing_requests=5).deployment_options()["max_ongoing_requests"] == 5
+    with pytest.raises(ValueError, match="max_ongoing_requests"):
+        RouterConfig(max_ongoing_requests=0)

@@ -1,0 +1,101 @@
+"""Outcome recording: the ingress builds the store's own OutcomeRecord for every answered call, and the
+`feedback` status says whether it reached the learner; a slow or missing learner never fails the answer."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from router_deployments.strategies import RoutingDecision
+from serve_app.config import LearnerSettings
+from serve_app.errors import APIError
+from serve_app.outcome_recording import ACCEPTED, OutcomeRecorder, outcome_id, outcome_records
+from serve_app.routed_request import ExpertAnswer
+from training.online.outcome_store import OutcomeRecord
+
+from .fakes import Method, catalog, decision, result, routed
+
+CATALOG = catalog()
+
+
+def answers(*experts: str) -> list[ExpertAnswer]:
+    return [ExpertAnswer.of(e, result(latency_s=0.1 * (i + 1)), CATALOG) for i, e in enumerate(experts)]
+
+
+class FakeLearner:
+    """The learner actor's calls; `record_outcomes` keeps what it was sent, or fails as told."""
+
+    def __init__(self, error: Exception | None = None, delay_s: float = 0.0):
+        self.error, self.delay_s, self.sent = error, delay_s, []
+        self.record_outcomes = Method(self._record)
+
+    async def _record(self, records):
+        await asyncio.sleep(self.delay_s)
+        if self.error:
+            raise self.error
+        self.sent.extend(records)
+        return len(records)
+
+
+def recorder(learner: FakeLearner | None) -> OutcomeRecorder:
+    """A recorder without an actor, given a stand-in learner (settings as a `learner` section would give)."""
+    r = OutcomeRecorder(None, CATALOG)
+    if learner is not None:
+        r.learner = learner
+        r.settings = LearnerSettings.model_validate(
+            {"record_timeout_s": 0.2, "training": {"store_path": "unused.db", "checkpoint_dir": "unused"}}
+        )
+    return r
+
+
+def test_records_are_outcome_records_one_per_answered_expert():
+    r = routed(decision(fanout=["b", "a"]))
+    records = outcome_records(r, answers("b", "a"))
+    assert all(isinstance(o, OutcomeRecord) for o in records)
+    first, other = records
+    assert (first.request_id, first.group_id, first.fanout_rank) == ("chatcmpl-1", "chatcmpl-1", 0)
+    assert (other.request_id, other.group_id, other.fanout_rank) == ("chatcmpl-1:a", "chatcmpl-1", 1)
+    assert other.request_id == outcome_id("chatcmpl-1", "a", 1)
+    assert (first.strategy, first.expert, first.policy_version, first.probs) == ("moe", "b", 3, [0.6, 0.1, 0.3])
+    assert first.weights == r.weights and first.carbon_budget_left == 0.5
+    assert first.embedding.dtype == np.float32 and first.embedding.tolist() == [1.0] * 4
+    assert (other.latency_s, other.tokens_in, other.tokens_out) == (0.2, 10, 20)
+    assert other.cost_usd == pytest.approx(CATALOG.cost_usd("a", 10, 20))
+    assert other.carbon_g == pytest.approx(CATALOG.carbon_g("a", 10, 20))
+
+
+def test_accepted_once_the_learner_has_them():
+    learner = FakeLearner()
+    status = asyncio.run(recorder(learner).record(routed(), answers("a", "b")))
+    assert status == ACCEPTED == "accepted"
+    assert [o.request_id for o in learner.sent] == ["chatcmpl-1", "chatcmpl-1:b"]
+
+
+@pytest.mark.parametrize(
+    "learner, request_, status",
+    [
+        (None, routed(), "online learning is not enabled"),
+        (FakeLearner(), routed(RoutingDecision.direct("a"), embedding=None), "direct requests are not learned"),
+        (FakeLearner(RuntimeError("actor died")), routed(), "learner unavailable: RuntimeError: actor died"),
+        (FakeLearner(delay_s=5), routed(), "learner unavailable: TimeoutError: "),
+    ],
+    ids=["no learner", "direct", "learner error", "learner timeout"],
+)
+def test_unrecorded_outcomes_say_why(learner, request_, status):
+    assert asyncio.run(recorder(learner).record(request_, answers("a"))) == f"unavailable: {status}"
+    if learner is not None:
+        assert learner.sent == []
+
+
+def test_learner_calls_without_a_learner_are_501_and_a_dead_learner_503():
+    with pytest.raises(APIError) as err:
+        recorder(None).require_learner()
+    assert err.value.status == 501 and err.value.code == "learner_disabled"
+
+    async def slow():
+        await asyncio.sleep(5)
+
+    with pytest.raises(APIError) as err:
+        asyncio.run(recorder(FakeLearner()).ask(slow()))
+    assert err.value.status == 503 and err.value.code == "learner_unavailable"
+    assert "nothing was recorded" in err.value.message
