@@ -69,6 +69,7 @@ class ExpertBackend(ABC):
         yield StreamChunk(delta=result.text, result=result)
 
     def max_tokens(self, request: GenerationRequest) -> int:
+        """Tokens to generate: the request's cap, never above the expert's `max_new_tokens`."""
         return min(request.max_tokens or self.spec.max_new_tokens, self.spec.max_new_tokens)
 
     def sampling(self, request: GenerationRequest) -> tuple[float, float]:

@@ -43,6 +43,7 @@ class CarbonMeter:
 
     @property
     def active(self) -> bool:
+        """Whether codecarbon is measuring (False when it could not start)."""
         return self._tracker is not None
 
     def snapshot(self) -> dict[str, float]:
@@ -57,6 +58,7 @@ class CarbonMeter:
             return {}
 
     def stop(self) -> None:
+        """Stop the tracker; a failure is logged, never raised."""
         if self._tracker is not None:
             try:
                 self._tracker.stop()

@@ -117,18 +117,21 @@ class ExpertCatalog(_Strict):
 
     @property
     def names(self) -> list[str]:
+        """Expert names in catalog order."""
         return [e.name for e in self.experts]
 
     def __len__(self) -> int:
         return len(self.experts)
 
     def get(self, name: str) -> ExpertSpec:
+        """The expert called `name`; KeyError listing the available ones otherwise."""
         for expert in self.experts:
             if expert.name == name:
                 return expert
         raise KeyError(f"Unknown expert {name!r}. Available experts are {self.names}")
 
     def index(self, name: str) -> int:
+        """Position of `name` in catalog order (a strategy's output index)."""
         return self.names.index(self.get(name).name)
 
     def cost_usd(self, name: str, tokens_in: int, tokens_out: int) -> float:

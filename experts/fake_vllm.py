@@ -34,6 +34,8 @@ class AsyncEngineArgs:
 
 @dataclass
 class SamplingParams:
+    """vLLM's sampling options, the fields the backend sets."""
+
     max_tokens: int = 16
     temperature: float = 1.0
     top_p: float = 1.0
@@ -43,6 +45,8 @@ class SamplingParams:
 
 @dataclass
 class CompletionOutput:
+    """One completion of a request, cumulative so far."""
+
     text: str
     token_ids: list[int]
     finish_reason: str | None
@@ -50,6 +54,8 @@ class CompletionOutput:
 
 @dataclass
 class RequestOutput:
+    """vLLM's per-step output of one request."""
+
     request_id: str
     prompt_token_ids: list[int]
     outputs: list[CompletionOutput]
@@ -65,9 +71,11 @@ class AsyncLLMEngine:
 
     @classmethod
     def from_engine_args(cls, args: AsyncEngineArgs) -> AsyncLLMEngine:
+        """Build the engine as vLLM does."""
         return cls(args)
 
     async def generate(self, prompt: str, params: SamplingParams, request_id: str):
+        """Yield cumulative outputs echoing the prompt's last non-assistant line, word by word."""
         prompt_ids = list(range(len(prompt.split())))
         lines = [line for line in prompt.splitlines() if line.strip() and not line.startswith("assistant")]
         words = ("echo: " + (lines[-1] if lines else "")).split()
@@ -81,4 +89,5 @@ class AsyncLLMEngine:
             yield RequestOutput(request_id, prompt_ids, [CompletionOutput(text, list(range(i + 1)), reason)], done)
 
     async def abort(self, request_id: str) -> None:
+        """Remember the aborted request id (tests check that a cancelled stream aborts)."""
         self.aborted.append(request_id)

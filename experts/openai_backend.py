@@ -14,6 +14,7 @@ class OpenAIBackend(ExpertBackend):
     """Calls `POST {base_url}/chat/completions`, plain or streamed, with httpx."""
 
     async def start(self) -> None:
+        """Open the HTTP client, with the API key from `api_key_env` when one is named."""
         import httpx
 
         cfg = self.config
@@ -44,6 +45,7 @@ class OpenAIBackend(ExpertBackend):
         return body
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
+        """One POST /chat/completions; an unreachable or failing endpoint is an ExpertError."""
         import httpx
 
         start = time.perf_counter()
@@ -65,6 +67,7 @@ class OpenAIBackend(ExpertBackend):
         )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        """POST /chat/completions with stream=true, relaying the endpoint's deltas."""
         import httpx
 
         start = time.perf_counter()

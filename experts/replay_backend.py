@@ -54,6 +54,7 @@ class ReplayBackend(ExpertBackend):
         self._column = -1
 
     async def start(self) -> None:
+        """Load the table once; no data or an unknown model column is an ExpertError at start."""
         if self._table is not None:
             return
         if not self.config.data:

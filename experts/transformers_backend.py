@@ -19,6 +19,7 @@ class TransformersBackend(ExpertBackend):
     generations only fight over the same cores; scale with replicas instead."""
 
     async def start(self) -> None:
+        """Load the tokenizer and model off the event loop."""
         await asyncio.to_thread(self._load)
         self._lock = asyncio.Lock()
 
@@ -83,6 +84,7 @@ class TransformersBackend(ExpertBackend):
         )
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
+        """Generate in a worker thread; the lock runs one generation at a time on this replica's model."""
         async with self._lock:
             try:
                 return await asyncio.to_thread(self._run, request)
@@ -90,6 +92,7 @@ class TransformersBackend(ExpertBackend):
                 raise ExpertError(f"{self.spec.name}: generation failed: {e}") from e
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        """Stream through transformers' TextIteratorStreamer while generate() runs in a thread."""
         from transformers import TextIteratorStreamer
 
         async with self._lock:

@@ -19,6 +19,7 @@ class VLLMBackend(ExpertBackend):
     """Streams from `AsyncLLMEngine.generate`, which yields cumulative outputs per request."""
 
     async def start(self) -> None:
+        """Import the engine module and start AsyncLLMEngine with the spec's engine arguments."""
         cfg = self.config
         try:
             engine_mod = importlib.import_module(cfg.engine_module)
@@ -53,6 +54,7 @@ class VLLMBackend(ExpertBackend):
         )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        """Stream vLLM's cumulative outputs as deltas; a cancelled stream aborts the request."""
         start = time.perf_counter()
         prompt = render_chat(self.tokenizer, request.messages)
         request_id = request.request_id or f"{self.spec.name}-{time.monotonic_ns()}"
@@ -85,6 +87,7 @@ class VLLMBackend(ExpertBackend):
         )
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
+        """The whole answer: the stream's last chunk carries it."""
         result = None
         async for chunk in self.stream(request):
             result = chunk.result or result

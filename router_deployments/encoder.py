@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 
 def pick_device(device: str) -> str:
+    """'auto' becomes 'cuda' when a GPU is visible, else 'cpu'; any other name is kept."""
     if device != "auto":
         return device
     import torch

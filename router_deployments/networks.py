@@ -34,6 +34,7 @@ class GatingNetwork(nn.Module):
         self.head = nn.Linear(width, n_experts)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-expert logits for a batch of embeddings."""
         return self.head(self.trunk(x))
 
 
@@ -88,6 +89,7 @@ class DuelingQNetwork(nn.Module):
         self.advantage = nn.Linear(width, n_actions * (n_weights + 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Q-values per expert: value and advantage heads, each weighted by the objective weights."""
         k = self.n_weights
         state, weights = (x[..., : x.shape[-1] - k], x[..., x.shape[-1] - k :])
         w = torch.cat([weights, torch.ones_like(state[..., :1])], dim=-1)  # [batch, k + 1]

@@ -26,6 +26,7 @@ class ObjectiveWeights(BaseModel):
     latency: float = Field(0.0, ge=0)
 
     def as_array(self) -> np.ndarray:
+        """[quality, cost, carbon, latency] as float32."""
         return np.array([self.quality, self.cost, self.carbon, self.latency], dtype=np.float32)
 
 
@@ -50,14 +51,17 @@ class ExpertProfile:
 
     @property
     def cost_norm(self) -> np.ndarray:
+        """Per-call cost of each expert scaled to [0, 1]."""
         return self._scaled(self.cost)
 
     @property
     def carbon_norm(self) -> np.ndarray:
+        """Per-call carbon of each expert scaled to [0, 1]."""
         return self._scaled(self.carbon)
 
     @property
     def latency_norm(self) -> np.ndarray:
+        """Expected latency of each expert scaled to [0, 1]."""
         return self._scaled(self.latency)
 
     def utility(

@@ -95,4 +95,5 @@ class PolicySync:
         return swapped
 
     def versions(self) -> dict[str, int]:
+        """Policy version this replica serves, per learnable strategy."""
         return {n: self.strategies[n].policy_version for n in self.learnable}

@@ -29,6 +29,7 @@ def serve_command(args: list[str]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    """Run `run` or `env`; returns the exit status (2 with the usage for anything else)."""
     if not argv or argv[0] not in ("run", "env"):
         print(USAGE, file=sys.stderr)
         return 2

@@ -11,6 +11,8 @@ from serve_app.config import ROUTER_MODEL
 
 
 class ChatMessage(BaseModel):
+    """One OpenAI chat message; its content is text or a list of parts."""
+
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "user", "assistant", "tool", "developer"]
@@ -34,6 +36,8 @@ class RouterPreferences(BaseModel):
 
 
 class StreamOptions(BaseModel):
+    """OpenAI's `stream_options`: `include_usage` adds token counts to the last chunk."""
+
     include_usage: bool = False
 
 
@@ -67,9 +71,11 @@ class ChatCompletionRequest(BaseModel):
         return "\n".join(m.text() for m in self.messages)
 
     def plain_messages(self) -> list[dict[str, str]]:
+        """The messages as role/content pairs of plain text, as experts take them."""
         return [{"role": m.role, "content": m.text()} for m in self.messages]
 
     def stop_list(self) -> list[str] | None:
+        """`stop` as a list (OpenAI allows one string or a list)."""
         return [self.stop] if isinstance(self.stop, str) else self.stop
 
 
@@ -83,6 +89,7 @@ class RouteRequest(BaseModel):
     router: RouterPreferences = Field(default_factory=RouterPreferences)
 
     def routing_text(self) -> str:
+        """The bare prompt, else the messages' text oldest first; ValueError when there is neither."""
         if self.prompt is not None:
             return self.prompt
         if self.messages:

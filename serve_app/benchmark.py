@@ -45,6 +45,7 @@ def _free_port() -> int:
 
 
 def percentile(values: list[float], q: float) -> float:
+    """The q-quantile of `values`, linearly interpolated between neighbours."""
     ordered = sorted(values)
     k = (len(ordered) - 1) * q
     lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
@@ -52,6 +53,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def summary(values: list[float]) -> dict:
+    """p50, p99 and mean of latencies in milliseconds, to 2 decimals."""
     return {
         "p50": round(statistics.median(values), 2),
         "p99": round(percentile(values, 0.99), 2),
@@ -149,6 +151,8 @@ def _time_series(series: dict, requests: int, rounds: int) -> tuple[dict, dict]:
 
 
 def measure(config_path: str, requests: int, rounds: int, num_cpus: int | None, calibrate: bool) -> dict:
+    """Deploy the graph (and, with `calibrate`, the bare chain) and time /v1/route through the proxy and straight
+    into the ingress."""
     import ray
     from ray import serve
 
@@ -194,6 +198,7 @@ def measure(config_path: str, requests: int, rounds: int, num_cpus: int | None, 
 
 
 def plot(result: dict, path: Path) -> None:
+    """The latency CDF of each series, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -217,6 +222,7 @@ def plot(result: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Command line: measure, print and optionally write results.json and latency.png."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/cpu.yaml")
     parser.add_argument("--requests", type=int, default=200)

@@ -33,6 +33,7 @@ OFFLINE_ONLY = frozenset({"oracle", "task"})
 
 
 def get_strategy_class(name: str) -> type[RoutingStrategy]:
+    """The strategy class registered as `name` (imported on first use); KeyError listing the names."""
     if name not in STRATEGIES:
         raise KeyError(f"Invalid strategy {name!r}. Available strategies are {sorted(STRATEGIES)}")
     module, cls = STRATEGIES[name].split(":")

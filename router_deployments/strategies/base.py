@@ -81,6 +81,7 @@ class Experience:
 
 
 def softmax(x: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Softmax over the last axis at `temperature`."""
     z = x / max(temperature, 1e-6)
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -120,6 +121,7 @@ class RoutingStrategy(ABC):
         return [self._decision(s, p, [int(np.argmax(s))]) for s, p in zip(scores, probs)]
 
     def route(self, context: RouteContext) -> RoutingDecision:
+        """Route one request (a batch of one)."""
         return self.route_batch([context])[0]
 
     def _decision(self, scores: np.ndarray, probs: np.ndarray, chosen: list[int]) -> RoutingDecision:
@@ -140,9 +142,11 @@ class RoutingStrategy(ABC):
         raise NotImplementedError(f"strategy {self.name!r} does not learn online")
 
     def state_dict(self) -> dict[str, Any]:
+        """Tensors to checkpoint (learnable strategies override)."""
         raise NotImplementedError(f"strategy {self.name!r} has no weights")
 
     def load_state_dict(self, state: dict[str, Any], version: int | None = None) -> None:
+        """Load tensors from state_dict(); `version` becomes the policy version."""
         raise NotImplementedError(f"strategy {self.name!r} has no weights")
 
     def architecture(self) -> dict[str, Any]:
@@ -150,6 +154,7 @@ class RoutingStrategy(ABC):
         return {}
 
     def save(self, path: str | Path, metrics: dict[str, Any] | None = None) -> Path:
+        """Write weights and a self-describing meta.json (strategy, experts, architecture, version)."""
         meta = {
             "strategy": self.name,
             "experts": self.catalog.names,
@@ -160,6 +165,7 @@ class RoutingStrategy(ABC):
         return save_checkpoint(path, self.state_dict(), meta)
 
     def load(self, path: str | Path) -> dict[str, Any]:
+        """Load a checkpoint written by save(), refusing another strategy, catalog or architecture."""
         tensors, meta = load_checkpoint(path, strategy=self.name, experts=self.catalog.names)
         if meta.get("architecture") != self.architecture():
             raise CheckpointError(

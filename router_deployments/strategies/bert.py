@@ -127,11 +127,13 @@ class BertStrategy(RoutingStrategy):
         return out
 
     def score(self, contexts: list[RouteContext]) -> np.ndarray:
+        """Utility of each expert from the classifier's predicted quality."""
         quality = self.predict_proba([c.text for c in contexts])
         return np.stack([self.profile.utility(q, c.weights, break_ties=True) for q, c in zip(quality, contexts)])
 
     # --- checkpoint -------------------------------------------------------------------------------------
     def architecture(self) -> dict[str, Any]:
+        """Encoder, sequence length, dropout, head size and pooling."""
         return {
             "encoder": self.config.encoder,
             "max_length": self.config.max_length,
@@ -141,9 +143,11 @@ class BertStrategy(RoutingStrategy):
         }
 
     def state_dict(self) -> dict[str, Any]:
+        """The whole fine-tuned network."""
         return dict(self._require_network().state_dict())
 
     def load_state_dict(self, state: dict[str, Any], version: int | None = None) -> None:
+        """Load the network strictly; `version` becomes the policy version."""
         if self.network is None:
             self.build()
         # strict: a missing or unexpected key (another encoder, another head) is an error, not a partial load.

@@ -141,8 +141,10 @@ class ComplexityStrategy(RoutingStrategy):
         return quality
 
     def score(self, contexts: list[RouteContext]) -> np.ndarray:
+        """Utility of each expert from the quality the complexity labels imply."""
         quality = self.predict_quality([c.text for c in contexts])
         return np.stack([self.profile.utility(q, c.weights, break_ties=True) for q, c in zip(quality, contexts)])
 
     def architecture(self) -> dict[str, Any]:
+        """The classifier and the label-to-expert mapping."""
         return {"model": self.config.model, "experts": self.mapping}

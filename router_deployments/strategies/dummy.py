@@ -8,6 +8,8 @@ from router_deployments.strategies.base import RouteContext, RoutingStrategy, St
 
 
 class DummyConfig(StrategyConfig):
+    """The random baseline's seed."""
+
     seed: int = 0
 
 
@@ -22,4 +24,5 @@ class DummyStrategy(RoutingStrategy):
         self._rng = np.random.default_rng(self.config.seed)
 
     def score(self, contexts: list[RouteContext]) -> np.ndarray:
+        """Uniform random scores."""
         return self._rng.random((len(contexts), len(self.catalog)))

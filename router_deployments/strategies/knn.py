@@ -16,6 +16,8 @@ from router_deployments.strategies.base import RouteContext, RoutingStrategy, St
 
 
 class KnnConfig(StrategyConfig):
+    """How many neighbours the kNN router averages."""
+
     # 80: leave-one-out on the training split of RouterBench (seed4 and mix4), AIQ grows up to k=80 and is flat
     # beyond (10: 0.478/0.788, 40: 0.497/0.823, 80: 0.504/0.825, 160: 0.505/0.825).
     k: int = Field(80, gt=0, description="Neighbours averaged per prompt (capped at the index size).")
@@ -72,15 +74,18 @@ class KnnStrategy(RoutingStrategy):
         return self.scores[nearest].mean(axis=1)
 
     def score(self, contexts: list[RouteContext]) -> np.ndarray:
+        """Utility of each expert from its mean outcome over the nearest training prompts."""
         # float64: the tie-break is below float32 resolution near 1.
         quality = self.predict_quality(np.stack([c.embedding for c in contexts])).astype(np.float64)
         return np.stack([self.profile.utility(q, c.weights, break_ties=True) for q, c in zip(quality, contexts)])
 
     # --- checkpoint -------------------------------------------------------------------------------------
     def architecture(self) -> dict[str, Any]:
+        """k and the metric."""
         return {"k": self.config.k, "metric": "cosine"}
 
     def state_dict(self) -> dict[str, Any]:
+        """The index: unit embeddings and their per-expert scores."""
         import torch
 
         if self.embeddings is None or self.scores is None:
@@ -88,6 +93,7 @@ class KnnStrategy(RoutingStrategy):
         return {"embeddings": torch.from_numpy(self.embeddings), "scores": torch.from_numpy(self.scores)}
 
     def load_state_dict(self, state: dict[str, Any], version: int | None = None) -> None:
+        """Load and check the index; `version` becomes the policy version."""
         embeddings = np.asarray(state["embeddings"].float().numpy(), dtype=np.float32)
         scores = np.asarray(state["scores"].float().numpy(), dtype=np.float32)
         self._check_index(embeddings, scores)

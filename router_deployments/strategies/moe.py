@@ -146,6 +146,7 @@ class MoEStrategy(RoutingStrategy):
 
     # --- checkpoint -------------------------------------------------------------------------------------
     def architecture(self) -> dict[str, Any]:
+        """The gating network's shape and its top_k fan-out."""
         cfg = self.config
         return {
             "network": "GatingNetwork",
@@ -157,9 +158,11 @@ class MoEStrategy(RoutingStrategy):
         }
 
     def state_dict(self) -> dict[str, Any]:
+        """The gate's tensors, prefixed `gate.`."""
         return {f"gate.{k}": v for k, v in self.net.state_dict().items()}
 
     def load_state_dict(self, state: dict[str, Any], version: int | None = None) -> None:
+        """Load the gate strictly; `version` becomes the policy version."""
         unknown = [k for k in state if not k.startswith("gate.")]
         if unknown:
             raise KeyError(f"unexpected tensors {unknown} in a moe state")

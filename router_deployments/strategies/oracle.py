@@ -50,6 +50,7 @@ class OracleStrategy(RoutingStrategy):
         return self
 
     def score(self, contexts: list[RouteContext]) -> np.ndarray:
+        """Utility of each expert from the recorded true outcomes of the prompt."""
         out = np.empty((len(contexts), len(self.catalog)), dtype=np.float64)
         for i, ctx in enumerate(contexts):
             row = lookup_prompt(self._rows, ctx.text, "the oracle has no recorded outcomes", "set_outcomes()")

@@ -93,6 +93,7 @@ class RLStrategy(RoutingStrategy):
 
     # --- routing ----------------------------------------------------------------------------------------
     def observations(self, contexts: list[RouteContext]) -> np.ndarray:
+        """The DQN state of each request: embedding, carbon budget left and objective weights."""
         return state_features(
             np.stack([c.embedding for c in contexts]),
             np.array([c.carbon_budget_left for c in contexts]),
@@ -209,6 +210,7 @@ class RLStrategy(RoutingStrategy):
 
     # --- checkpoint -------------------------------------------------------------------------------------
     def architecture(self) -> dict[str, Any]:
+        """The Q-network's shape and state layout."""
         return {
             "network": "DuelingQNetwork",
             "input_dim": self.obs_dim,
@@ -220,11 +222,13 @@ class RLStrategy(RoutingStrategy):
         }
 
     def state_dict(self) -> dict[str, Any]:
+        """Online and target networks, prefixed `online.` and `target.`."""
         state = {f"online.{k}": v for k, v in self.online.state_dict().items()}
         state.update({f"target.{k}": v for k, v in self.target.state_dict().items()})
         return state
 
     def load_state_dict(self, state: dict[str, Any], version: int | None = None) -> None:
+        """Load both networks; `version` becomes the policy version."""
         unknown = [k for k in state if not k.startswith(("online.", "target."))]
         if unknown:
             raise KeyError(f"unexpected tensors {unknown} in an rl state")

@@ -67,6 +67,7 @@ class TaskStrategy(RoutingStrategy):
         return self
 
     def score(self, contexts: list[RouteContext]) -> np.ndarray:
+        """Utility of each expert from its mean training outcome on the prompt's task."""
         if not self.quality:
             raise RuntimeError("the task reference is not fitted: call fit() first")
         out = np.empty((len(contexts), len(self.catalog)), dtype=np.float64)
