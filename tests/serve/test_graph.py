@@ -31,13 +31,21 @@ def test_routed_chat_answers_with_routing_metadata(graph_url):
     assert r.headers["x-router-expert"] == routing["expert"] == body["model"]
     for header in ("x-router-strategy", "x-router-confidence", "x-router-policy-version", "x-router-latency-ms"):
         assert header in r.headers
+    # Body and headers come from the same metadata.
+    assert r.headers["x-router-tokens-out"] == str(routing["tokens_out"])
+    assert r.headers["x-router-latency-ms"] == str(routing["latency_ms"]["total"])
+    assert list(routing["latency_ms"]) == ["embedding", "router", "routing", "expert", "total"]
+    assert routing["feedback"] == "unavailable: online learning is not enabled"
 
 
 def test_naming_an_expert_bypasses_routing_with_a_real_model(graph_url):
     r = post(graph_url, "/v1/chat/completions", {"model": "smol", "messages": ASK, "temperature": 0})
     assert r.status_code == 200, r.text
     assert "Paris" in r.json()["choices"][0]["message"]["content"]
-    assert r.json()["routing"]["strategy"] == "direct"
+    routing = r.json()["routing"]
+    assert (routing["strategy"], routing["expert"], routing["fanout"]) == ("direct", "smol", ["smol"])
+    assert routing["policy_version"] is None and routing["scores"] == {} and routing["confidence"] == 1.0
+    assert r.headers["x-router-strategy"] == "direct" and r.headers["x-router-policy-version"] == "None"
 
 
 def test_fake_engine_vllm_expert_through_the_graph(graph_url):
