@@ -131,7 +131,11 @@ class MoEStrategy(RoutingStrategy):
         if self._optimizer is None:
             self._optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.learning_rate)
         self.net.train()
-        terms = self.loss(self.net(x), quality, mask)
+        # Dropout draws from torch's global generator, which torch seeds at random in every process: seed it from
+        # the strategy's own generator, so that the same seed and the same experiences give the same weights.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=self.generator)))
+            terms = self.loss(self.net(x), quality, mask)
         self._optimizer.zero_grad()
         terms["loss"].backward()
         self._optimizer.step()

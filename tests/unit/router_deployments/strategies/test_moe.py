@@ -182,6 +182,26 @@ def test_learn_moves_the_gate_toward_the_best_expert():
         router.learn([Experience(embedding=test_x[0], expert=5, reward=1.0, quality=1.0)])
 
 
+def test_learn_is_reproducible_whatever_torch_global_seed():
+    """Dropout in learn() draws from the strategy's own seeded generator, not torch's global one (which torch
+    seeds at random per process), so the same seed and experiences give the same weights."""
+    catalog = catalog_from_table(table())
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, DIM)).astype(np.float32)
+    batch = [Experience(embedding=e, expert=int(i % 3), reward=1.0, quality=1.0) for i, e in enumerate(x)]
+    states = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        router = moe(catalog, seed=0, dropout=0.5)
+        for _ in range(3):
+            router.learn(batch)
+        states.append(router.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    other = moe(catalog, seed=1, dropout=0.5)
+    other.learn(batch)
+    assert not all(torch.equal(states[0][k], other.state_dict()[k]) for k in states[0])
+
+
 @pytest.mark.data
 def test_fit_from_table_on_a_slice_of_routerbench(routerbench_dir):
     """Real outcomes of two tasks; the embedding only says which task a prompt is from (plus noise), so the best
