@@ -30,6 +30,21 @@ class ObjectiveWeights(BaseModel):
         return np.array([self.quality, self.cost, self.carbon, self.latency], dtype=np.float32)
 
 
+def merge_weights(
+    defaults: ObjectiveWeights, requested: ObjectiveWeights | dict[str, float] | None
+) -> ObjectiveWeights:
+    """The weights a request routes with: the ones it set, the config's defaults for the rest.
+
+    Only fields the request set count (pydantic's exclude_unset): `{"cost": 1.0}` keeps the default quality,
+    carbon and latency weights instead of zeroing them with the class defaults. The one place weights merge.
+    """
+    if requested is None:
+        return defaults
+    if isinstance(requested, dict):
+        requested = ObjectiveWeights.model_validate(requested)
+    return defaults.model_copy(update=requested.model_dump(exclude_unset=True))
+
+
 class ExpertProfile:
     """Per-expert figures from the catalog, each penalty scaled to [0, 1] by its largest value."""
 

@@ -12,7 +12,7 @@ from ray import serve
 
 from experts.catalog import ExpertCatalog
 from router_deployments.deployment_settings import LearnerLink, RouterConfig
-from router_deployments.objectives import ObjectiveWeights
+from router_deployments.objectives import merge_weights
 from router_deployments.policy_sync import PolicySync
 from router_deployments.strategies import STRATEGIES, RouteContext, RoutingDecision, RoutingStrategy, build_strategy
 
@@ -31,6 +31,7 @@ class RouteQuery:
     embedding: np.ndarray
     strategy: str | None = None
     weights: dict[str, float] | None = None
+    """The weights the request set (the ingress sends them merged over the defaults); unset ones: the defaults."""
     carbon_budget_left: float = 1.0
 
 
@@ -92,7 +93,7 @@ class RouterDeployment:
         return results
 
     def _context(self, q: RouteQuery) -> RouteContext:
-        weights = ObjectiveWeights(**{**self.default_weights.model_dump(), **(q.weights or {})})
+        weights = merge_weights(self.default_weights, q.weights)
         return RouteContext(
             text=q.text,
             embedding=np.asarray(q.embedding, dtype=np.float32),

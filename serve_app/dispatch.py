@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ray.serve.handle import DeploymentHandle
 
 from experts.base import GenerationRequest, GenerationResult
-from router_deployments.objectives import ObjectiveWeights
+from router_deployments.objectives import ObjectiveWeights, merge_weights
 from router_deployments.router_deployment import RouteQuery, UnknownStrategyError
 from router_deployments.strategies import RoutingDecision
 from serve_app.api_models import RouterPreferences
@@ -92,11 +92,12 @@ class Dispatcher:
         t0 = time.perf_counter()
         embedding = await self.embedder.embed.remote(text)
         t1 = time.perf_counter()
+        weights = self._merged_weights(prefs)
         query = RouteQuery(
             text=text,
             embedding=embedding,
             strategy=prefs.strategy,
-            weights=prefs.weights.model_dump() if prefs.weights else None,
+            weights=weights.model_dump(),
             carbon_budget_left=prefs.carbon_budget_left,
         )
         try:
@@ -108,7 +109,7 @@ class Dispatcher:
             request_id=request_id,
             decision=decision,
             embedding=embedding,
-            weights=self._merged_weights(prefs),
+            weights=weights,
             carbon_budget_left=prefs.carbon_budget_left,
             started=started,
             routed=t2,
@@ -134,9 +135,9 @@ class Dispatcher:
         )
 
     def _merged_weights(self, prefs: RouterPreferences) -> ObjectiveWeights:
-        """The request's weights over the router's defaults, key by key, as the router deployment merges them."""
-        sent = prefs.weights.model_dump() if prefs.weights else {}
-        return ObjectiveWeights(**{**self.default_weights.model_dump(), **sent})
+        """The weights the request set over the router's defaults (objectives.merge_weights); the router
+        deployment is sent the merged weights whole."""
+        return merge_weights(self.default_weights, prefs.weights)
 
     def candidates(self, routed: RoutedRequest) -> list[str]:
         """The experts to try in order: the decision's fan-out, then (failover) the rest by score."""

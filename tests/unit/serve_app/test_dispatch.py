@@ -22,7 +22,7 @@ REQ = GenerationRequest(messages=[{"role": "user", "content": "hi"}], request_id
 def dispatcher(experts=None, router=None, failover=True) -> Dispatcher:
     config = AppConfig(
         server={"failover": failover},
-        router={"default_weights": {"quality": 1.0, "cost": 0.2}},
+        router={"default_weights": {"quality": 1.0, "cost": 0.2, "carbon": 0.1}},
         experts=catalog().model_dump()["experts"],
     )
     experts = experts or {n: FakeExpert(f"answer from {n}") for n in ("a", "b", "c")}
@@ -59,12 +59,12 @@ def test_routed_request_carries_the_router_decision_and_its_context():
     assert set(r.handle_timings) == {"embedding", "router"} and r.routed >= r.started
     (query,) = d.router.route.calls[0]
     assert query.strategy == "moe" and query.carbon_budget_left == 0.25
-    assert query.weights == {"quality": 1.0, "cost": 1.0, "carbon": 0.0, "latency": 0.0}
-    # Merged as today: the request's weights (every field, defaults included) over the router's defaults.
+    # The weight the request set over the config's defaults for the others (carbon stays 0.1, not 0).
+    assert query.weights == {"quality": 1.0, "cost": 1.0, "carbon": 0.1, "latency": 0.0}
     assert r.weights.model_dump() == query.weights and r.carbon_budget_left == 0.25
     unset = run(d.decide("x", 0.0, "router", "hi", RouterPreferences()))
-    assert unset.weights.model_dump() == {"quality": 1.0, "cost": 0.2, "carbon": 0.0, "latency": 0.0}
-    assert d.router.route.calls[1][0].weights is None
+    assert unset.weights.model_dump() == {"quality": 1.0, "cost": 0.2, "carbon": 0.1, "latency": 0.0}
+    assert d.router.route.calls[1][0].weights == unset.weights.model_dump()
 
 
 def test_unknown_strategy_is_a_400():
