@@ -89,6 +89,18 @@ class ExpertSpec(ReplicaSettings):
     temperature: float = Field(0.7, ge=0, le=2, description="Temperature when a request sets none; 0 is greedy.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass when a request sets none.")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (1 for a vLLM expert).")
+    trained_as: str | None = Field(
+        None,
+        description="Outcome-table column (e.g. 'meta/llama-2-70b-chat') whose trained scores this expert takes "
+        "in a checkpoint; default: the column a replay backend replays, else the expert's name.",
+    )
+
+    @property
+    def column(self) -> str:
+        """The outcome-table column this expert stands for in a trained checkpoint (see `trained_as`)."""
+        if self.trained_as:
+            return self.trained_as
+        return self.backend.model if self.backend.kind == "replay" else self.name
 
     @property
     def deployment_name(self) -> str:
@@ -119,6 +131,11 @@ class ExpertCatalog(_Strict):
     def names(self) -> list[str]:
         """Expert names in catalog order."""
         return [e.name for e in self.experts]
+
+    @property
+    def columns(self) -> list[str]:
+        """Each expert's outcome-table column in catalog order (what a checkpoint was trained on)."""
+        return [e.column for e in self.experts]
 
     def __len__(self) -> int:
         return len(self.experts)

@@ -37,9 +37,15 @@ def save_checkpoint(path: str | Path, tensors: dict[str, Any], meta: dict[str, A
 
 
 def load_checkpoint(
-    path: str | Path, *, strategy: str | None = None, experts: list[str] | None = None
+    path: str | Path,
+    *,
+    strategy: str | None = None,
+    experts: list[str] | None = None,
+    columns: list[str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read a checkpoint and check it was written for `strategy` over exactly `experts` (in order)."""
+    """Read a checkpoint and check it was written for `strategy` over exactly these experts, in order: the same
+    outcome-table `columns` (meta's "columns", recorded since trained_as exists) or the same names `experts`
+    (the only check for older checkpoints, which recorded names alone)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -61,8 +67,18 @@ def load_checkpoint(
         raise CheckpointError(f"checkpoint {root}: {WEIGHTS_FILE} is corrupt ({e})") from e
     if strategy is not None and meta.get("strategy") != strategy:
         raise CheckpointError(f"checkpoint {root} was written by strategy {meta.get('strategy')!r}, not {strategy!r}")
-    if experts is not None and meta.get("experts") != list(experts):
+    if experts is not None and not experts_match(meta, experts, columns):
         raise CheckpointError(
-            f"checkpoint {root} routes over experts {meta.get('experts')}, but this router has {list(experts)}"
+            f"checkpoint {root} routes over experts {meta.get('experts')} (table columns {meta.get('columns')}), "
+            f"but this router has experts {list(experts)} (columns {list(columns or experts)}); "
+            "set `trained_as: <column>` on each expert of the config to serve it under other names"
         )
     return tensors, meta
+
+
+def experts_match(meta: dict[str, Any], experts: list[str], columns: list[str] | None = None) -> bool:
+    """Whether a checkpoint's experts are these, in this order: by table column when both sides know them,
+    else by name."""
+    if meta.get("experts") == list(experts):
+        return True
+    return columns is not None and meta.get("columns") == list(columns)

@@ -154,10 +154,12 @@ class RoutingStrategy(ABC):
         return {}
 
     def save(self, path: str | Path, metrics: dict[str, Any] | None = None) -> Path:
-        """Write weights and a self-describing meta.json (strategy, experts, architecture, version)."""
+        """Write weights and a self-describing meta.json (strategy, experts and their table columns, architecture,
+        version)."""
         meta = {
             "strategy": self.name,
             "experts": self.catalog.names,
+            "columns": self.catalog.columns,
             "architecture": self.architecture(),
             "policy_version": self.policy_version,
             "metrics": metrics or {},
@@ -166,7 +168,8 @@ class RoutingStrategy(ABC):
 
     def load(self, path: str | Path) -> dict[str, Any]:
         """Load a checkpoint written by save(), refusing another strategy, catalog or architecture."""
-        tensors, meta = load_checkpoint(path, strategy=self.name, experts=self.catalog.names)
+        catalog = self.catalog
+        tensors, meta = load_checkpoint(path, strategy=self.name, experts=catalog.names, columns=catalog.columns)
         if meta.get("architecture") != self.architecture():
             raise CheckpointError(
                 f"checkpoint {path} has architecture {meta.get('architecture')}, "
