@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from training.benchmarks.offline import DEFAULT_GRID, DEFAULT_STRATEGIES
+from training.benchmarks.shift import SHIFT_TASK, ShiftPlan
 from training.options import dotted_values, parse_dotted
 from training.trainers import TRAINERS
 
@@ -157,7 +158,9 @@ def add_bench_online_command(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--data", required=True, help="RouterBench CSV or directory")
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--passes", type=int, default=3, help="shuffled passes over the training part")
+    parser.add_argument(
+        "--passes", type=int, default=None, help="shuffled passes over the training part (default 3; 1 with --shift)"
+    )
     parser.add_argument("--lam", type=float, default=0.1, help="cost weight of the reward (score - lam * cost)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, the stream order and the learners")
     parser.add_argument("--holdout", type=float, default=0.3, help="fraction held out to evaluate final policies")
@@ -174,6 +177,15 @@ def add_bench_online_command(subparsers: argparse._SubParsersAction) -> None:
         help="send the stream over HTTP through the real graph (serve run, learner actor, hot-swaps)",
     )
     parser.add_argument("--serve-replicas", type=int, default=2, help="router replicas with --through-serve")
+    parser.add_argument(
+        "--shift",
+        action="store_true",
+        help="shift scenario: the old tasks once, then a phase heavy in a task the first phase and the warm starts "
+        "never saw (training/benchmarks/shift.py)",
+    )
+    parser.add_argument("--shift-task", default=SHIFT_TASK, help="the task that appears with the shift")
+    parser.add_argument("--shift-length", type=int, default=600, help="requests after the shift")
+    parser.add_argument("--shift-share", type=float, default=0.8, help="share of the new task after the shift")
     parser.add_argument(
         "--set",
         dest="set_options",
@@ -200,11 +212,15 @@ def run_bench_online(args: argparse.Namespace) -> int:
     from training.benchmarks.online import OnlineBenchConfig, run_online_bench
     from training.benchmarks.tables import online_table
 
+    if args.shift and args.passes not in (None, 1):
+        raise ValueError("--shift replays the old tasks once, then the shifted phase: it takes no --passes")
+    shift = ShiftPlan(args.shift_task, args.shift_length, args.shift_share) if args.shift else None
     config = OnlineBenchConfig(
         data=args.data,
         out=args.out,
         experts=args.experts,
-        passes=args.passes,
+        passes=1 if args.shift else (args.passes or 3),
+        shift=shift,
         lam=args.lam,
         seed=args.seed,
         holdout=args.holdout,

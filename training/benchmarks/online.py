@@ -31,6 +31,7 @@ from tqdm import tqdm
 from router_deployments.objectives import ObjectiveWeights
 from router_deployments.strategies import RouteContext
 from training.benchmarks.plots import plot_learning_curves
+from training.benchmarks.shift import ShiftPlan, old_task_rows, phase_figures
 from training.benchmarks.stream import Stream, StreamRouter, held_out_figures, references, replay_stream, window_means
 from training.benchmarks.vowpal_wabbit import VowpalWabbitRouter
 from training.data import prepared
@@ -95,6 +96,8 @@ class OnlineBenchConfig:
     embedder: str | None = None
     torch_threads: int = 1
     progress: bool = True
+    shift: ShiftPlan | None = None
+    """The shift scenario (shift.py) instead of `passes` shuffled passes; warm starts then see the old tasks only."""
 
 
 # --- the online learners under test ----------------------------------------------------------------------
@@ -167,6 +170,8 @@ def prepare_stream(config: OnlineBenchConfig) -> Stream:
         seed=config.seed,
         embedder=config.embedder,
     )
+    if config.shift is not None:
+        return Stream.shifted(data, config.shift, config.lam, config.seed)
     return Stream.replay(data, config.passes, config.lam, config.seed)
 
 
@@ -177,9 +182,12 @@ def warm_checkpoint(name: str, stream: Stream, config: OnlineBenchConfig, root: 
         return str(Path(config.warm_dir) / name)
     module = require_trainer(name)
     options = {**trainer_options(module, config.trainer_options.get(name)), "seed": config.seed, "progress": False}
-    strategy = module.fit_from_table(stream.train, stream.train_embeddings, stream.catalog, **options)
+    # In the shift scenario the new task is missing from the warm start's training as it is from phase 1.
+    rows = np.arange(len(stream.train)) if config.shift is None else old_task_rows(stream.train.tasks, config.shift)
+    table = stream.train.subset(rows)
+    strategy = module.fit_from_table(table, stream.train_embeddings[rows], stream.catalog, **options)
     path = root / "warm" / name
-    strategy.save(path, metrics={"n_train": len(stream.train), "options": options})
+    strategy.save(path, metrics={"n_train": len(table), "options": options})
     return str(path)
 
 
@@ -237,16 +245,16 @@ def run_online_bench(
         "references": references(stream),
         "routers": {},
     }
+    rewards_by_router = {}
     with tempfile.TemporaryDirectory(prefix="bench-online-") as tmp:
         for name, factory in factories.items():
             started = time.perf_counter()
             router = factory(stream, config, Path(tmp))
-            rewards = replay_stream(router, stream, desc=name, progress=config.progress)
+            rewards = rewards_by_router[name] = replay_stream(router, stream, desc=name, progress=config.progress)
             greedy = router.greedy(stream.held_out_embeddings, stream.held_out.prompts)
-            n = len(stream.train)
             results["routers"][name] = {
                 "average_reward": float(rewards.mean()),
-                "per_pass": [float(rewards[p * n : (p + 1) * n].mean()) for p in range(config.passes)],
+                "per_pass": per_pass(rewards, len(stream.train), config.passes if config.shift is None else 1),
                 "windows": window_means(rewards, config.window),
                 "held_out": held_out_figures(stream, greedy),
                 "wall_s": time.perf_counter() - started,
@@ -254,9 +262,21 @@ def run_online_bench(
             }
             tqdm.write(f"{name}: average reward {rewards.mean():.4f} ({results['routers'][name]['wall_s']:.0f} s)")
     results["targets"] = targets(results)
+    if config.shift is not None:
+        names = stream.catalog.names
+        results["shift"] = phase_figures(
+            rewards_by_router, stream.expert_rewards(), stream.shift_at, config.shift, names
+        )
     (out / "results.json").write_text(json.dumps(results, indent=2))
     plot_learning_curves(results, out / "learning_curve.png")
     return results
+
+
+def per_pass(rewards: np.ndarray, pass_length: int, passes: int) -> list[float]:
+    """Mean reward of each pass (one pass: the whole stream, as in the shift scenario)."""
+    if passes == 1:
+        return [float(rewards.mean())]
+    return [float(rewards[p * pass_length : (p + 1) * pass_length].mean()) for p in range(passes)]
 
 
 def targets(results: dict[str, Any]) -> dict[str, dict[str, bool]]:

@@ -67,9 +67,12 @@ def plot_learning_curves(results: dict[str, Any], path: str | Path) -> None:
             label = f"{key} {ref.get('expert', '')} ({ref['average_reward']:.3f})".replace("  ", " ")
             ax.axhline(ref["average_reward"], color="grey", linestyle=styles[key], linewidth=1, label=label)
     n_train = results["n_train"]
-    for p in range(1, results["config"]["passes"]):
-        ax.axvline(p * n_train, color="black", alpha=0.2)
-    ax.set_xlabel("requests served (stream position); vertical lines: pass boundaries")
+    if "shift" in results:
+        _mark_phases(ax, results["shift"])
+    else:
+        for p in range(1, results["config"]["passes"]):
+            ax.axvline(p * n_train, color="black", alpha=0.2)
+    ax.set_xlabel("requests served (stream position); vertical lines: pass boundaries or the shift")
     ax.set_ylabel(f"reward per window of {window} (score - {results['config']['lam']} x normalised cost)")
     ax.set_title(f"{results['config']['experts']}: {', '.join(results['experts'])}", fontsize=9)
     ax.grid(alpha=0.3)
@@ -77,3 +80,18 @@ def plot_learning_curves(results: dict[str, Any], path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _mark_phases(ax, shift: dict[str, Any]) -> None:
+    """The shift as a vertical line, each phase's best fixed expert as a dashed segment over its phase."""
+    ax.axvline(shift["plan"]["shift_at"], color="black", alpha=0.5)
+    for phase in shift["phases"]:
+        best = phase["best_fixed"]
+        ax.hlines(best["average_reward"], phase["start"], phase["end"], colors="black", linestyles="--", linewidth=1)
+        ax.annotate(
+            f"best fixed {best['expert']}",
+            (phase["start"], best["average_reward"]),
+            textcoords="offset points",
+            xytext=(4, 4),
+            fontsize=7,
+        )

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm import tqdm
 
+from training.benchmarks.shift import ShiftPlan, shifted_rows
 from training.data.prepared import PreparedData
 from training.data.routerbench import OutcomeTable
 from training.rewards import bandit_reward
@@ -28,6 +29,8 @@ class Stream(PreparedData):
     """Training-table row of each event."""
     lam: float
     max_mean_cost: float
+    shift_at: int | None = None
+    """Event where phase 2 of a shift scenario starts (shift.py); None for a plain replay."""
 
     @classmethod
     def replay(cls, data: PreparedData, passes: int, lam: float, seed: int) -> Stream:
@@ -36,6 +39,17 @@ class Stream(PreparedData):
         rows = np.concatenate([rng.permutation(len(data.train)) for _ in range(passes)])
         max_mean_cost = float(data.train.costs.mean(axis=0).max())
         return cls(**vars(data), rows=rows, lam=lam, max_mean_cost=max_mean_cost)
+
+    @classmethod
+    def shifted(cls, data: PreparedData, plan: ShiftPlan, lam: float, seed: int) -> Stream:
+        """The shift scenario (shift.py): the old tasks once, then a phase heavy in a task phase 1 never showed."""
+        rows, shift_at = shifted_rows(data.train.tasks, plan, seed)
+        max_mean_cost = float(data.train.costs.mean(axis=0).max())
+        return cls(**vars(data), rows=rows, lam=lam, max_mean_cost=max_mean_cost, shift_at=shift_at)
+
+    def expert_rewards(self) -> np.ndarray:
+        """What each expert would have earned on each event of the stream, [events, n_experts]."""
+        return self.rewards(self.train)[self.rows]
 
     def rewards(self, table: OutcomeTable) -> np.ndarray:
         """bandit_reward of every expert on every prompt of `table`, [n, n_experts]."""
@@ -91,7 +105,7 @@ def window_means(rewards: np.ndarray, window: int) -> list[float]:
 
 def references(stream: Stream) -> dict[str, Any]:
     """Best fixed expert in hindsight (on the stream), oracle and random, on the stream and held out."""
-    on_stream = stream.rewards(stream.train)[stream.rows]
+    on_stream = stream.expert_rewards()
     held = stream.rewards(stream.held_out)
     best = int(on_stream.mean(axis=0).argmax())
     n_held = len(stream.held_out)

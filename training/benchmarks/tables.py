@@ -33,7 +33,7 @@ def bench_table(results: dict[str, Any]) -> str:
 
 def online_table(results: dict[str, Any]) -> str:
     """`routerllm bench-online`: average reward over the stream, per pass, and the final greedy policy held out."""
-    passes = results["config"]["passes"]
+    passes = len(next(iter(results["routers"].values()))["per_pass"]) if results["routers"] else 0
     header = f"{'router':<20}{'avg reward':>11}" + "".join(f"{f'pass {p + 1}':>8}" for p in range(passes))
     header += f"{'held-out q':>11}{'$/1k':>8}{'reward':>8}{'wall s':>8}"
     lines = [header, "-" * len(header)]
@@ -49,5 +49,33 @@ def online_table(results: dict[str, Any]) -> str:
         f"references (average reward over the stream): best fixed {refs['best_fixed']['expert']} "
         f"{refs['best_fixed']['average_reward']:.4f}, oracle {refs['oracle']['average_reward']:.4f}, "
         f"random {refs['random']['average_reward']:.4f}"
+    )
+    if "shift" in results:
+        lines += ["", shift_table(results["shift"])]
+    return "\n".join(lines)
+
+
+def shift_table(shift: dict[str, Any]) -> str:
+    """`bench-online --shift`: reward and regret per phase, and requests until caught up after the shift."""
+    one, two = shift["phases"]
+    plan = shift["plan"]
+    header = f"{'router':<20}{'phase 1':>9}{'regret/req':>11}{'phase 2':>9}{'regret/req':>11}{'caught up':>11}"
+    lines = [
+        f"shift at request {plan['shift_at']}: phase 2 is {plan['share']:.0%} {plan['new_task']} "
+        f"({plan['length']} requests); caught up = requests until the last {plan['window']} are within "
+        f"{plan['tolerance']} of phase 2's best fixed expert",
+        header,
+        "-" * len(header),
+    ]
+    for name, r in shift["routers"].items():
+        p1, p2 = r["phases"]
+        caught = "never" if r["requests_to_catch_up"] is None else str(r["requests_to_catch_up"])
+        lines.append(
+            f"{name:<20}{p1['average_reward']:>9.4f}{p1['regret_per_request']:>11.4f}"
+            f"{p2['average_reward']:>9.4f}{p2['regret_per_request']:>11.4f}{caught:>11}"
+        )
+    lines.append(
+        f"best fixed expert: phase 1 {one['best_fixed']['expert']} {one['best_fixed']['average_reward']:.4f}, "
+        f"phase 2 {two['best_fixed']['expert']} {two['best_fixed']['average_reward']:.4f}"
     )
     return "\n".join(lines)
