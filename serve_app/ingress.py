@@ -19,6 +19,7 @@ from ray.serve.handle import DeploymentHandle
 from experts.base import GenerationRequest
 from serve_app.api_models import ChatCompletionRequest, FeedbackRequest, RollbackRequest, RouteRequest
 from serve_app.config import ROUTER_MODEL, AppConfig
+from serve_app.console import console_file, router_summary
 from serve_app.dispatch import Dispatcher, StreamDelta, no_answer
 from serve_app.errors import APIError, bad_request, not_found, short_error
 from serve_app.outcome_recording import OutcomeRecorder, outcome_id
@@ -49,7 +50,7 @@ async def _api_error(_: Request, exc: APIError) -> JSONResponse:
 class Ingress:
     """Orchestrates one request: embed the prompt, ask the router, call the chosen expert(s), report."""
 
-    def __init__(
+    async def __init__(
         self,
         config: AppConfig,
         *,
@@ -62,6 +63,9 @@ class Ingress:
         self.dispatch = Dispatcher(config, embedder, router, experts)
         self.experts = experts
         self.recorder = OutcomeRecorder(config.learner, self.catalog)
+        # The graph is not ready before its learner: otherwise /v1/learner/status answers 503 and every chat waits
+        # out the record timeout while the actor waits for a CPU.
+        await self.recorder.wait_until_ready(config)
         self.metrics = RequestMetrics()
 
     async def _report(
@@ -75,7 +79,9 @@ class Ingress:
         """Record the answered calls (the first is the one returned), then the metadata, then the metrics."""
         extra = {}
         if answers:
+            recording = time.perf_counter()
             extra["feedback"] = await self.recorder.record(routed, answers)
+            routed.record_s = time.perf_counter() - recording
         if len(answers) > 1:
             others = enumerate(answers[1:], start=1)
             extra["fanout_outcomes"] = {a.expert: outcome_id(routed.request_id, a.expert, rank) for rank, a in others}
@@ -217,3 +223,19 @@ class Ingress:
     async def healthz(self):
         """Liveness, with the experts and the default strategy this graph serves."""
         return {"status": "ok", "experts": self.catalog.names, "default_strategy": self.config.router.default_strategy}
+
+    @app.get("/v1/router")
+    async def router_settings(self):
+        """The enabled strategies, which learn online, the default strategy and weights, the grid intensity."""
+        return router_summary(self.config)
+
+    # --- console --------------------------------------------------------------------------------------
+    @app.get("/ui")
+    async def console(self):
+        """The browser console: chat, routing controls, feedback and live panels (serve_app/console_ui)."""
+        return console_file("index.html")
+
+    @app.get("/ui/{name}")
+    async def console_asset(self, name: str):
+        """The console's scripts and style sheet."""
+        return console_file(name)
