@@ -49,6 +49,12 @@ class RouterDeployment:
             strategy = build_strategy(name, catalog, cfg)
             strategy.setup()
             self.strategies[name] = strategy
+            if strategy.learnable and not strategy.config.checkpoint:
+                # Said out loud: a random network routes at random until it is trained, which looks like a bug.
+                until = " until the learner's live version arrives" if learner else " (no learner section: it stays so)"
+                logger.warning(
+                    "strategy %s: no checkpoint and no warm start, serving an untrained network%s", name, until
+                )
         self._route_batch.set_max_batch_size(settings.max_batch_size)
         self._route_batch.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
         self.sync: PolicySync | None = None

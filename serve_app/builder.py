@@ -37,7 +37,10 @@ def deploy(cls: type, settings: DeploymentSettings, **kwargs: Any) -> Applicatio
 def build_app(config: AppConfig) -> Application:
     """Ingress -> embedding -> router -> one deployment per expert."""
     catalog = config.catalog
-    learner = config.learner.link() if config.learner is not None else None
+    learner = None
+    if config.learner is not None:
+        config.learner.prepare_storage()  # here, where an unwritable data dir is one clear error, not a dead actor
+        learner = config.learner.link()
     experts = {spec.name: deploy(ExpertDeployment, spec, carbon=config.carbon) for spec in catalog.experts}
     embedder = deploy(EmbeddingDeployment, config.embedding)
     router = deploy(RouterDeployment, config.router, catalog=catalog, learner=learner)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "ConfigError",
     "EmbeddingConfig",
     "LearnerSettings",
+    "LearnerStorageError",
     "RouterConfig",
     "ServerConfig",
     "load_config",
@@ -35,6 +37,23 @@ DEFAULT_CONFIG = REPO_ROOT / "configs" / "cpu.yaml"
 ROUTER_MODEL = "router"
 # Requests one ingress replica takes at once when the YAML sets none: it mostly awaits its handle calls.
 INGRESS_MAX_ONGOING_REQUESTS = 256
+# Where the learner keeps its outcome store and policy versions when the YAML names no paths: outside the
+# repository, so a `git clean` or a fresh checkout never loses what was learnt.
+DATA_DIR_ENV = "ROUTERLLM_DATA_DIR"
+DEFAULT_DATA_DIR = "~/.local/share/routerllm"
+STORE_FILE = "outcomes.db"
+POLICIES_DIR = "policies"
+
+
+def resolve_data_dir(data_dir: str | None) -> Path:
+    """The learner's data directory: `data_dir`, else $ROUTERLLM_DATA_DIR, else ~/.local/share/routerllm."""
+    chosen = data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
+    return Path(chosen).expanduser().resolve()
+
+
+def absolute_path(path: str) -> str:
+    """`path` with ~ expanded, relative to the directory the graph is started from (replicas run elsewhere)."""
+    return str(Path(path).expanduser().resolve())
 
 
 class _Strict(BaseModel):
@@ -60,15 +79,66 @@ class ServerConfig(ReplicaSettings):
         return INGRESS_MAX_ONGOING_REQUESTS
 
 
+class LearnerStorageError(ValueError):
+    """The learner's data directory cannot be created or written."""
+
+
 class LearnerSettings(_Strict):
     """The online learner actor and how router replicas reach it (absent: no online learning)."""
 
     actor_name: str = Field("routerllm-learner", description="Name of the detached learner actor.")
     namespace: str = Field("routerllm", description="Ray namespace of the learner actor.")
-    num_cpus: float = Field(0.5, ge=0)
+    num_cpus: float = Field(
+        0.1, ge=0, description="CPUs reserved for the actor (small networks, mostly idle: a tenth is enough)."
+    )
     poll_interval_s: float = Field(0.2, gt=0, description="How often router replicas check for a new version.")
     record_timeout_s: float = Field(5.0, gt=0, description="Time allowed to record an outcome or a feedback.")
+    ready_timeout_s: float = Field(
+        120.0, gt=0, description="How long the ingress waits at start for the learner actor to answer."
+    )
+    data_dir: str | None = Field(
+        None,
+        description=f"Directory of the outcome store ({STORE_FILE}) and policy versions ({POLICIES_DIR}/) when "
+        f"training sets no store_path / checkpoint_dir; default ${DATA_DIR_ENV}, else {DEFAULT_DATA_DIR}. "
+        "Created on first start.",
+    )
     training: LearnerConfig
+
+    @model_validator(mode="before")
+    @classmethod
+    def _paths_under_data_dir(cls, data: Any) -> Any:
+        """Fill the training section's missing store_path and checkpoint_dir from the data directory."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        training = data.get("training") or {}
+        training = dict(training.model_dump() if isinstance(training, BaseModel) else training)
+        root = resolve_data_dir(data.get("data_dir"))
+        data["data_dir"] = str(root)
+        training.setdefault("store_path", str(root / STORE_FILE))
+        training.setdefault("checkpoint_dir", str(root / POLICIES_DIR))
+        if training["store_path"] != ":memory:":
+            training["store_path"] = absolute_path(training["store_path"])
+        training["checkpoint_dir"] = absolute_path(training["checkpoint_dir"])
+        data["training"] = training
+        return data
+
+    def prepare_storage(self) -> None:
+        """Create the store's directory and the checkpoint root (first start); a clear error when impossible."""
+        dirs = [Path(self.training.checkpoint_dir)]
+        if self.training.store_path != ":memory:":
+            dirs.insert(0, Path(self.training.store_path).parent)
+        for d in dirs:
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+                probe = d / ".routerllm-write-check"
+                probe.touch()
+                probe.unlink()
+            except OSError as e:
+                raise LearnerStorageError(
+                    f"cannot create the learner's data directory {d}: {e.strerror or e}. Set learner.data_dir "
+                    f"(or ${DATA_DIR_ENV}) to a writable directory, or learner.training.store_path/checkpoint_dir"
+                ) from e
 
     def link(self) -> LearnerLink:
         """What a router replica needs to pull new weights from the actor."""
@@ -86,11 +156,31 @@ class AppConfig(_Strict):
     learner: LearnerSettings | None = None
 
     @model_validator(mode="after")
-    def _learned_strategies_are_served(self) -> AppConfig:
-        if self.learner:
-            missing = sorted(set(self.learner.training.strategies) - set(self.router.strategies))
-            if missing:
-                raise ValueError(f"learner trains {missing}, which router.strategies does not enable")
+    def _learner_trains_what_the_router_serves(self) -> AppConfig:
+        """The learner trains the network the router serves: same strategy config, and one starting checkpoint
+        (router.strategies.<name>.checkpoint or learner...warm_start; either line warm-starts both)."""
+        for cfg in self.router.strategies.values():
+            if cfg.get("checkpoint"):
+                cfg["checkpoint"] = absolute_path(cfg["checkpoint"])
+        if not self.learner:
+            return self
+        missing = sorted(set(self.learner.training.strategies) - set(self.router.strategies))
+        if missing:
+            raise ValueError(f"learner trains {missing}, which router.strategies does not enable")
+        for name, training in self.learner.training.strategies.items():
+            served = self.router.strategies[name]
+            checkpoint = served.get("checkpoint")
+            warm = absolute_path(training.warm_start) if training.warm_start else None
+            if checkpoint and warm and checkpoint != warm:
+                raise ValueError(
+                    f"router.strategies.{name}.checkpoint ({checkpoint}) and learner.training.strategies.{name}"
+                    f".warm_start ({warm}) differ: give one of them"
+                )
+            training.warm_start = warm or checkpoint
+            if training.warm_start:
+                served["checkpoint"] = training.warm_start
+            own = {k: v for k, v in served.items() if k != "checkpoint"}
+            training.config = {**own, **training.config}
         return self
 
     @model_validator(mode="after")
@@ -104,6 +194,20 @@ class AppConfig(_Strict):
         """The ingress's Serve options (the `server` section's): the ingress takes the whole config, since it
         answers for the whole graph."""
         return self.server.deployment_options()
+
+    def cpu_reservations(self) -> dict[str, float]:
+        """CPUs each part reserves from Ray (replicas x num_cpus), in start order; the learner's last. Their sum
+        must fit the cluster, or a part waits unplaced."""
+        parts: dict[str, float] = {
+            "ingress": self.server.num_replicas * self.server.num_cpus,
+            "embedding": self.embedding.num_replicas * self.embedding.num_cpus,
+            "router": self.router.num_replicas * self.router.num_cpus,
+        }
+        for spec in self.experts:
+            parts[spec.deployment_name] = spec.num_replicas * spec.num_cpus
+        if self.learner is not None:
+            parts["learner"] = self.learner.num_cpus
+        return parts
 
     @property
     def catalog(self) -> ExpertCatalog:

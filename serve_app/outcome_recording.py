@@ -15,7 +15,7 @@ from typing import Any
 import ray
 
 from experts.catalog import ExpertCatalog
-from serve_app.config import LearnerSettings
+from serve_app.config import AppConfig, LearnerSettings
 from serve_app.errors import APIError, short_error
 from serve_app.routed_request import ExpertAnswer, RoutedRequest
 from training.online.learner_actor import get_or_create_learner
@@ -24,6 +24,24 @@ from training.online.outcome_store import OutcomeRecord
 logger = logging.getLogger("routerllm.ingress")
 
 ACCEPTED = "accepted"
+
+
+class LearnerNotReadyError(RuntimeError):
+    """The learner actor did not answer at start: it could not be placed, or it failed to start."""
+
+
+def placement_report(
+    settings: LearnerSettings, reserved: dict[str, float], resources: dict[str, float], available: dict[str, float]
+) -> str:
+    """What the learner asked for against what the cluster has, and what the graph reserves (AppConfig's
+    cpu_reservations)."""
+    parts = ", ".join(f"{name} {cpus:g}" for name, cpus in reserved.items())
+    return (
+        f"the learner actor {settings.actor_name!r} asked for num_cpus={settings.num_cpus:g} and did not answer "
+        f"within {settings.ready_timeout_s:g} s; the cluster has {resources.get('CPU', 0.0):g} CPUs, "
+        f"{available.get('CPU', 0.0):g} free now. This graph reserves {sum(reserved.values()):g} CPUs ({parts}): "
+        "lower learner.num_cpus or the deployments' num_cpus so that they fit"
+    )
 
 
 def outcome_id(request_id: str, expert: str, rank: int) -> str:
@@ -62,7 +80,7 @@ class OutcomeRecorder:
     section) and every call to it, each with `record_timeout_s`."""
 
     def __init__(self, settings: LearnerSettings | None, catalog: ExpertCatalog):
-        self.settings = settings
+        self.settings: LearnerSettings | None = settings
         self.learner = None
         if settings is not None:
             self.learner = get_or_create_learner(
@@ -72,6 +90,20 @@ class OutcomeRecorder:
                 name=settings.actor_name,
                 num_cpus=settings.num_cpus,
             )
+
+    async def wait_until_ready(self, config: AppConfig) -> None:
+        """Wait (at most learner.ready_timeout_s) for the learner actor to answer, so that the graph is not ready
+        before its learner; LearnerNotReadyError says why not (placement, or the actor's own start error)."""
+        if self.learner is None:
+            return
+        try:
+            await asyncio.wait_for(self.learner.live_versions.remote(), self.settings.ready_timeout_s)
+        except asyncio.TimeoutError as e:
+            reserved = config.cpu_reservations()
+            report = placement_report(self.settings, reserved, ray.cluster_resources(), ray.available_resources())
+            raise LearnerNotReadyError(report) from e
+        except ray.exceptions.RayActorError as e:
+            raise LearnerNotReadyError(f"the learner actor {self.settings.actor_name!r} failed to start: {e}") from e
 
     async def record(self, routed: RoutedRequest, answers: list[ExpertAnswer]) -> str:
         """Log every answered call (all k of a fan-out; the first is the one returned) and return the

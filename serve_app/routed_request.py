@@ -32,6 +32,8 @@ class RoutedRequest:
     """time.perf_counter() when the decision was in."""
     handle_timings: dict[str, float] = field(default_factory=dict)
     """Seconds of the embedding and router calls; empty for a direct request."""
+    record_s: float | None = None
+    """Seconds spent recording the outcomes with the learner once answered (None: nothing recorded yet)."""
 
     @property
     def learnable(self) -> bool:
@@ -39,10 +41,14 @@ class RoutedRequest:
         return self.embedding is not None
 
     def timings(self, done: float | None = None) -> dict[str, float]:
-        """Seconds by step: the handle calls, the whole routing path and, once answered, the expert and total."""
+        """Seconds by step: the handle calls, the whole routing path and, once answered (`done`: when the expert
+        answered), the expert, the outcome recording (a slow learner shows here) and the total."""
         seconds = {**self.handle_timings, "routing": self.routed - self.started}
         if done is not None:
-            seconds.update(expert=done - self.routed, total=done - self.started)
+            seconds["expert"] = done - self.routed
+            if self.record_s is not None:
+                seconds["record"] = self.record_s
+            seconds["total"] = done - self.started + (self.record_s or 0.0)
         return seconds
 
 

@@ -34,7 +34,7 @@ def test_routed_chat_answers_with_routing_metadata(graph_url):
     # Body and headers come from the same metadata.
     assert r.headers["x-router-tokens-out"] == str(routing["tokens_out"])
     assert r.headers["x-router-latency-ms"] == str(routing["latency_ms"]["total"])
-    assert list(routing["latency_ms"]) == ["embedding", "router", "routing", "expert", "total"]
+    assert list(routing["latency_ms"]) == ["embedding", "router", "routing", "expert", "record", "total"]
     assert routing["feedback"] == "unavailable: online learning is not enabled"
 
 

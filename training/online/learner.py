@@ -15,10 +15,9 @@ Publishing passes the guardrails (training/online/guardrails.py): weights with a
 the live policy's by more than `publish_margin` is refused; with too few agreeing held-back experiences the
 check is skipped and the publish counted as unchecked.
 
-Published versions are never-overwritten directories under checkpoint_dir with a LIVE.json pointer
-(training/online/policy_versions.py). Each version's meta.json records the store cursor it had read up to, so a
-restarted learner loads the live version, refills its replay from the store and continues after that cursor:
-nothing acknowledged is lost.
+Published versions are never-overwritten directories under checkpoint_dir with a LIVE.json pointer (policy_versions.py).
+Each version's meta.json records the store cursor it had read up to, so a restarted learner loads the live version,
+refills its replay from the store and continues after that cursor: nothing acknowledged is lost.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -42,6 +42,8 @@ from training.online.learner_config import LearnerConfig, StrategyTraining
 from training.online.outcome_store import LoggedExperience, OutcomeRecord, OutcomeStore
 from training.online.policy_versions import PolicyVersions
 from training.rewards import RewardConfig, routing_reward
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -68,6 +70,7 @@ class _Trainee:
     last_estimate: dict = field(default_factory=dict)
     published_at: dict = field(default_factory=dict)
     snapshot: tuple | None = None
+    start: str = "cold"  # how training started: 'cold', 'warm from <checkpoint>' or 'resumed v<N>'
 
     @property
     def explores(self) -> bool:
@@ -311,6 +314,7 @@ class OnlineLearner:
         strategies = {}
         for name, t in self.trainees.items():
             strategies[name] = {
+                "start": t.start,
                 "live_version": t.snapshot[0] if t.snapshot else None,
                 "updates": t.updates,
                 "publishes": t.publishes,
@@ -354,9 +358,13 @@ class OnlineLearner:
                 t.publishes = len(live["history"])
                 self._set_live(t, live["version"])
                 self._refill(t)
+                t.start = f"resumed v{live['version']}"
             else:
                 if t.settings.warm_start:
                     t.strategy.load(t.settings.warm_start)
+                    t.start = f"warm from {t.settings.warm_start}"
+                else:
+                    logger.warning("strategy %s: no checkpoint and no warm start, serving an untrained network", name)
                 self._save_version(t, metrics={"initial": "warm" if t.settings.warm_start else "cold"})
         self.cursor = min((t.cursor for t in self.trainees.values()), default=0)
 
@@ -381,7 +389,7 @@ class OnlineLearner:
         return snap
 
 
-def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
+def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:  # numpy and torch scalars as floats
     return json.loads(json.dumps(metrics, default=float))
 
 

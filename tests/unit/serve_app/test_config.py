@@ -36,7 +36,7 @@ def _base() -> dict:
         (lambda c: c["experts"][0].update(prce_in_per_1k=1), "prce_in_per_1k"),
         (lambda c: c["experts"][0]["backend"].update(kind="llamacpp"), "kind"),
         (lambda c: c["router"].update(strategies={"nope": {}}, default_strategy="nope"), "Available strategies"),
-        (lambda c: c["router"].update(default_strategy="moe"), "not enabled"),
+        (lambda c: c["router"].update(default_strategy="knn"), "not enabled"),
         (lambda c: c["router"]["strategies"].update(task={}), "offline references"),
         (lambda c: c["router"]["strategies"].update(oracle={}), "offline references"),
         (lambda c: c["experts"].append(dict(c["experts"][0])), "unique"),

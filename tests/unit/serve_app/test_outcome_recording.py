@@ -7,9 +7,16 @@ import numpy as np
 import pytest
 
 from router_deployments.strategies import RoutingDecision
-from serve_app.config import LearnerSettings
+from serve_app.config import REPO_ROOT, LearnerSettings, load_config
 from serve_app.errors import APIError
-from serve_app.outcome_recording import ACCEPTED, OutcomeRecorder, outcome_id, outcome_records
+from serve_app.outcome_recording import (
+    ACCEPTED,
+    LearnerNotReadyError,
+    OutcomeRecorder,
+    outcome_id,
+    outcome_records,
+    placement_report,
+)
 from serve_app.routed_request import ExpertAnswer
 from training.online.outcome_store import OutcomeRecord
 
@@ -99,3 +106,37 @@ def test_learner_calls_without_a_learner_are_501_and_a_dead_learner_503():
         asyncio.run(recorder(FakeLearner()).ask(slow()))
     assert err.value.status == 503 and err.value.code == "learner_unavailable"
     assert "nothing was recorded" in err.value.message
+
+
+def test_a_learner_that_cannot_be_placed_names_what_it_asked_for_and_what_the_cluster_has():
+    config = load_config(REPO_ROOT / "configs" / "cpu.yaml")
+    config.learner.num_cpus = 0.5
+    report = placement_report(config.learner, config.cpu_reservations(), {"CPU": 2.0}, {"CPU": 0.05})
+    assert "asked for num_cpus=0.5" in report and "within 120 s" in report
+    assert "the cluster has 2 CPUs, 0.05 free now" in report
+    assert "reserves 2.35 CPUs (ingress 0.1, embedding 0.5, router 0.25, expert_slot_70b 0.25" in report
+    assert "learner 0.5)" in report and "lower learner.num_cpus" in report
+
+
+def test_waiting_for_the_learner_is_bounded_and_says_why(monkeypatch):
+    import ray
+
+    config = load_config(REPO_ROOT / "configs" / "cpu.yaml")
+    r = recorder(FakeLearner())
+    r.settings = r.settings.model_copy(update={"ready_timeout_s": 0.05})
+
+    async def never():
+        await asyncio.sleep(10)
+
+    r.learner.live_versions = Method(never)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    monkeypatch.setattr(ray, "available_resources", lambda: {"CPU": 0.0})
+    with pytest.raises(LearnerNotReadyError, match=r"did not answer within 0.05 s; the cluster has 2 CPUs, 0 free"):
+        asyncio.run(r.wait_until_ready(config))
+
+    async def answers_now():
+        return {}
+
+    r.learner.live_versions = Method(answers_now)
+    asyncio.run(r.wait_until_ready(config))  # returns
+    asyncio.run(recorder(None).wait_until_ready(config))  # no learner: nothing to wait for

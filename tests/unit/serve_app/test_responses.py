@@ -157,3 +157,12 @@ def test_sse_events():
         "error": {"message": "no expert could answer: a: boom", "type": "server_error", "code": "expert_unavailable"}
     }
     assert DONE == "data: [DONE]\n\n"
+
+
+def test_recording_the_outcome_is_its_own_latency_entry_and_counts_in_the_total():
+    """A slow learner shows: the time spent recording sits between the expert's and the total."""
+    meta = RoutingMetadata.of(routed(record_s=0.125), "a", answered("a"), done=10.5)
+    latency = meta.body()["latency_ms"]
+    assert list(latency) == ["embedding", "router", "routing", "expert", "record", "total"]
+    assert (latency["expert"], latency["record"], latency["total"]) == (250.0, 125.0, 625.0)
+    assert meta.headers()["x-router-latency-ms"] == "625.0"

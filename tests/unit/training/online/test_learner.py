@@ -263,6 +263,20 @@ def test_warm_start_publishes_the_offline_checkpoint_first(tmp_path):
         np.testing.assert_array_equal(arrays[k], v.numpy())
 
 
+def test_status_says_how_each_strategy_started_and_a_cold_start_warns(tmp_path, caplog):
+    offline = build_strategy("moe", catalog(), {**SMALL_NETS["moe"], "seed": 5})
+    offline.save(tmp_path / "offline")
+    config = learner_config(tmp_path)
+    config.strategies["moe"] = StrategyTraining(warm_start=str(tmp_path / "offline"), config=SMALL_NETS["moe"])
+    with caplog.at_level("WARNING", logger="training.online.learner"):
+        first = OnlineLearner(config, catalog()).status()["strategies"]
+    assert first["moe"]["start"] == f"warm from {tmp_path / 'offline'}" and first["rl"]["start"] == "cold"
+    cold = [r.getMessage() for r in caplog.records if "untrained" in r.getMessage()]
+    assert cold == ["strategy rl: no checkpoint and no warm start, serving an untrained network"]
+    again = OnlineLearner(config, catalog()).status()["strategies"]
+    assert again["moe"]["start"] == "resumed v1" and again["rl"]["start"] == "resumed v1"
+
+
 def test_ack_times_how_long_a_publish_takes_to_reach_every_replica(tmp_path):
     clock = iter(range(100, 10_000))
     learner = OnlineLearner(learner_config(tmp_path, strategies=("moe",)), catalog(), clock=lambda: next(clock))
