@@ -19,6 +19,7 @@ from ray.serve.handle import DeploymentHandle
 from experts.base import GenerationRequest
 from serve_app.api_models import ChatCompletionRequest, FeedbackRequest, RollbackRequest, RouteRequest
 from serve_app.config import ROUTER_MODEL, AppConfig
+from serve_app.console import console_file, router_summary
 from serve_app.dispatch import Dispatcher, StreamDelta, no_answer
 from serve_app.errors import APIError, bad_request, not_found, short_error
 from serve_app.outcome_recording import OutcomeRecorder, outcome_id
@@ -222,3 +223,19 @@ class Ingress:
     async def healthz(self):
         """Liveness, with the experts and the default strategy this graph serves."""
         return {"status": "ok", "experts": self.catalog.names, "default_strategy": self.config.router.default_strategy}
+
+    @app.get("/v1/router")
+    async def router_settings(self):
+        """The enabled strategies, which learn online, the default strategy and weights, the grid intensity."""
+        return router_summary(self.config)
+
+    # --- console --------------------------------------------------------------------------------------
+    @app.get("/ui")
+    async def console(self):
+        """The browser console: chat, routing controls, feedback and live panels (serve_app/console_ui)."""
+        return console_file("index.html")
+
+    @app.get("/ui/{name}")
+    async def console_asset(self, name: str):
+        """The console's scripts and style sheet."""
+        return console_file(name)
