@@ -61,7 +61,8 @@ function routingFacts(state, routing, comparison) {
     fact("tokens in / out", `${routing.tokens_in ?? "–"} / ${routing.tokens_out ?? "–"}`),
     fact("cost", usd(routing.cost_usd)),
     fact("carbon", grams(routing.carbon_g)),
-    fact(`saved vs ${comparison.largest}`, `${usd(saved)} · ${grams(comparison.largestCarbonG - comparison.carbonG)}`),
+    fact("cost saved", usd(saved), { title: `against ${comparison.largest}, the largest expert` }),
+    fact("carbon saved", grams(comparison.largestCarbonG - comparison.carbonG), { title: `against ${comparison.largest}` }),
   );
 }
 
@@ -120,6 +121,7 @@ function answerCard(prompt) {
 // Send one prompt and render its answer; resolves once the answer and its metadata are shown.
 async function ask(state, prompt, hooks) {
   const card = answerCard(prompt);
+  byId("no-answers")?.remove();
   byId("answers").prepend(card);
   const reply = card.querySelector(".reply");
   try {
