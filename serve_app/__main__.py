@@ -1,31 +1,22 @@
 """Start the graph with the Serve process settings of configs/serve.env.
 
-    python -m serve_app run [config=configs/gpu.yaml]   # = serve run serve_app:graph ..., settings applied
+    python -m serve_app run [config=configs/gpu.yaml] [--address ADDR] [--non-blocking]   # serve_app/runner.py
     python -m serve_app env                             # the settings as shell exports (for `ray start`)
 
-`run` replaces this process with `serve run`, so Ctrl-C and SIGTERM reach Serve directly. A setting already in
-the environment wins (e.g. `RAY_SERVE_THROUGHPUT_OPTIMIZED=0 python -m serve_app run`).
+`run` is its own small runner (serve_app/runner.py): progress while the deployments start, the URLs once ready,
+the replicas' warnings and errors in this terminal, and each failed deployment's error. A setting already in the
+environment wins (e.g. `RAY_SERVE_THROUGHPUT_OPTIMIZED=0 python -m serve_app run`). Serve's own CLI works too:
+`eval "$(python -m serve_app env)"; serve run serve_app:graph config=...`.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-from pathlib import Path
 
-from serve_app.serve_env import apply_serve_env, shell_exports
+from serve_app.runner import RUN_USAGE, run
+from serve_app.serve_env import shell_exports
 
-USAGE = "usage: python -m serve_app run [serve run options] [config=FILE] | python -m serve_app env"
-
-
-def serve_command(args: list[str]) -> list[str]:
-    """The `serve run` command line: the venv's `serve` next to this interpreter, else the one on PATH."""
-    local = Path(sys.executable).with_name("serve")
-    serve = str(local) if local.is_file() else shutil.which("serve")
-    if serve is None:
-        raise SystemExit("python -m serve_app: the `serve` command of Ray is not installed (pip install 'ray[serve]')")
-    return [serve, "run", "serve_app:graph", *args]
+USAGE = f"{RUN_USAGE} | python -m serve_app env"
 
 
 def main(argv: list[str]) -> int:
@@ -36,10 +27,7 @@ def main(argv: list[str]) -> int:
     if argv[0] == "env":
         print(shell_exports())
         return 0
-    apply_serve_env()
-    command = serve_command(argv[1:])
-    os.execv(command[0], command)
-    return 0  # not reached
+    return run(argv[1:])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,179 @@
+"""`python -m serve_app run`: start the graph in this process and say what is happening.
+
+What `serve run serve_app:graph` does, plus what a new user needs: the Serve settings of configs/serve.env are
+applied before Ray starts, the replicas' warnings and errors are streamed to this terminal (`log_to_driver`),
+progress is printed while the deployments come up, and once the graph is RUNNING the URLs to open (the API, the
+console, the Ray dashboard and how to get its token). When a deployment fails, each deployment's status message
+is printed (it carries the replica's traceback, which `serve run` leaves in the controller's log) and the exit
+status is 1. Ctrl-C or SIGTERM shuts Serve down cleanly.
+
+`serve run serve_app:graph config=...` keeps working for cluster users; this runner is for a terminal.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from serve_app.serve_env import apply_serve_env
+
+APP_NAME = "default"  # the name `serve run` gives the application
+API_URL = "http://127.0.0.1:8000"  # Serve's default HTTP address, as under `serve run`
+RUN_USAGE = "usage: python -m serve_app run [config=FILE] [--address ADDRESS] [--non-blocking]"
+
+
+@dataclass
+class RunArgs:
+    """What `python -m serve_app run` was given."""
+
+    config: str | None = None
+    address: str | None = None
+    """A running Ray cluster to deploy to (default: the local one if any, else a new one)."""
+    blocking: bool = True
+    """False (--non-blocking): exit once the graph is RUNNING and leave it serving on the cluster."""
+    extra: list[str] = field(default_factory=list)
+
+
+def parse_run_args(argv: list[str]) -> RunArgs:
+    """`config=FILE`, `--address ADDRESS` and `--non-blocking`; anything else is a usage error (SystemExit 2)."""
+    args, rest = RunArgs(), list(argv)
+    while rest:
+        arg = rest.pop(0)
+        if arg.startswith("config="):
+            args.config = arg.removeprefix("config=")
+        elif arg == "--non-blocking":
+            args.blocking = False
+        elif arg == "--address" and rest:
+            args.address = rest.pop(0)
+        elif arg.startswith("--address="):
+            args.address = arg.removeprefix("--address=")
+        else:
+            print(f"{RUN_USAGE}\nunknown argument {arg!r} (for other `serve run` options: serve run serve_app:graph)")
+            raise SystemExit(2)
+    return args
+
+
+def _state(status: Any) -> str:
+    """'HEALTHY' for DeploymentStatus.HEALTHY or 'HEALTHY' (Serve's status enums print either way)."""
+    return str(getattr(status, "value", status)).rsplit(".", 1)[-1]
+
+
+def failure_report(app_status: Any) -> str:
+    """Each deployment that is not healthy, with its status message (the replica's error and traceback)."""
+    lines = [f"[routerllm] the graph failed to deploy: {app_status.message or _state(app_status.status)}"]
+    for name, d in app_status.deployments.items():
+        if _state(d.status) == "HEALTHY":
+            continue
+        lines.append(f"--- deployment {name}: {_state(d.status)}\n{d.message or '(no message)'}")
+    return "\n".join(lines)
+
+
+def progress_line(app_status: Any) -> str:
+    """One line: how many deployments are healthy and which are still coming up."""
+    deployments = app_status.deployments
+    waiting = sorted(n for n, d in deployments.items() if _state(d.status) != "HEALTHY")
+    healthy = len(deployments) - len(waiting)
+    line = f"[routerllm] {_state(app_status.status)}: {healthy}/{len(deployments)} deployments healthy"
+    return line + (f"; waiting for {', '.join(waiting)}" if waiting else "")
+
+
+def dashboard_lines(dashboard_url: str) -> list[str]:
+    """Where the Ray dashboard is and, when Ray's token authentication is on, how to get the token."""
+    if not dashboard_url:
+        return ["Ray dashboard: not running (install ray[default] for it)"]
+    lines = [f"Ray dashboard: http://{dashboard_url}  (Serve tab: replicas, logs, metrics)"]
+    try:
+        from ray._private.authentication.authentication_utils import is_token_auth_enabled
+
+        token_auth = is_token_auth_enabled()
+    except Exception:  # noqa: BLE001 - a private API: when it moves, say nothing rather than fail the start
+        token_auth = False
+    if token_auth:
+        lines.append(
+            "  it asks for a token: print it with `.venv/bin/ray get-auth-token` (stored in ~/.ray/auth_token); "
+            "RAY_AUTH_MODE=disabled make run starts without one"
+        )
+    return lines
+
+
+def ready_lines(dashboard_url: str, started: float) -> list[str]:
+    """What to open once the graph is RUNNING."""
+    return [
+        f"[routerllm] ready in {time.monotonic() - started:.0f} s",
+        f"API (OpenAI-compatible): {API_URL}/v1  (also {API_URL}/healthz, /v1/route, /v1/learner/status)",
+        f"Console: {API_URL}/ui",
+        *dashboard_lines(dashboard_url),
+        "Ctrl-C stops it.",
+    ]
+
+
+def wait_until_running(serve: Any, timeout_s: float = 1800.0, poll_s: float = 1.0) -> Any:
+    """Poll Serve until the application is RUNNING (returned) or DEPLOY_FAILED (SystemExit 1 with the report);
+    prints a progress line whenever it changes."""
+    last, deadline = "", time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        app_status = serve.status().applications.get(APP_NAME)
+        if app_status is not None:
+            state = _state(app_status.status)
+            if state == "DEPLOY_FAILED":
+                print(failure_report(app_status), file=sys.stderr, flush=True)
+                raise SystemExit(1)
+            line = progress_line(app_status)
+            if line != last:
+                print(line, flush=True)
+                last = line
+            if state == "RUNNING":
+                return app_status
+        time.sleep(poll_s)
+    raise SystemExit(f"[routerllm] the graph was not RUNNING after {timeout_s:.0f} s")
+
+
+def run(argv: list[str]) -> int:
+    """Start Ray (or join `--address`), deploy the graph, wait for it, print the URLs, serve until stopped."""
+    args = parse_run_args(argv)
+    apply_serve_env()  # before Ray starts: its processes read these settings from the environment
+    # Serve's throughput mode sends replica logs to files only; this runner is for a terminal, so replicas keep
+    # stderr (streamed here by log_to_driver) and Serve logs at WARNING: warnings and errors, no access log lines.
+    os.environ.setdefault("RAY_SERVE_LOG_TO_STDERR", "1")
+    started = time.monotonic()
+    import ray
+    from ray import serve
+
+    from serve_app.builder import build_app
+    from serve_app.config import load_config
+
+    config = load_config(args.config)  # a bad config fails here, before Ray starts
+    print(f"[routerllm] starting Ray and the graph of {args.config or 'configs/cpu.yaml'} ...", flush=True)
+    context = ray.init(address=args.address, log_to_driver=True)
+    _stop_on_signals()
+    try:
+        quiet = {"log_level": "WARNING"}  # the controller's and the replicas' INFO lines would bury the rest
+        serve.start(logging_config=quiet)
+        app = build_app(config)
+        serve._run(app, _blocking=False, name=APP_NAME, route_prefix="/", logging_config=quiet)
+        wait_until_running(serve)
+        print("\n".join(ready_lines(getattr(context, "dashboard_url", "") or "", started)), flush=True)
+        if not args.blocking:
+            return 0
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("\n[routerllm] shutting down Serve ...", flush=True)
+        serve.shutdown()
+        return 0
+    finally:
+        if args.blocking:
+            ray.shutdown()
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM as Ctrl-C, so both end in the same clean shutdown."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)

@@ -1,0 +1,59 @@
+"""`python -m serve_app run`: its arguments, its progress line, and the report of a failed deployment."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from serve_app.runner import RunArgs, dashboard_lines, failure_report, parse_run_args, progress_line, ready_lines
+
+
+def status(app: str, message: str = "", **deployments: tuple[str, str]):
+    return SimpleNamespace(
+        status=app,
+        message=message,
+        deployments={n: SimpleNamespace(status=s, message=m) for n, (s, m) in deployments.items()},
+    )
+
+
+def test_arguments():
+    assert parse_run_args([]) == RunArgs()
+    args = parse_run_args(["config=configs/gpu.yaml", "--non-blocking", "--address", "auto"])
+    assert (args.config, args.blocking, args.address) == ("configs/gpu.yaml", False, "auto")
+    assert parse_run_args(["--address=ray://head:10001"]).address == "ray://head:10001"
+
+
+def test_an_unknown_argument_is_the_usage(capsys):
+    with pytest.raises(SystemExit) as err:
+        parse_run_args(["--reload"])
+    assert err.value.code == 2
+    out = capsys.readouterr().out
+    assert "usage: python -m serve_app run" in out and "'--reload'" in out and "serve run serve_app:graph" in out
+
+
+def test_progress_names_the_deployments_still_coming_up():
+    coming = {"ingress": ("UPDATING", ""), "embedding": ("UPDATING", "")}
+    line = progress_line(status("DEPLOYING", router=("HEALTHY", ""), **coming))
+    assert line == "[routerllm] DEPLOYING: 1/3 deployments healthy; waiting for embedding, ingress"
+    assert progress_line(status("RUNNING", router=("HEALTHY", ""))) == "[routerllm] RUNNING: 1/1 deployments healthy"
+
+
+def test_a_failed_deployment_reports_each_unhealthy_deployments_message():
+    failed = status(
+        "DEPLOY_FAILED",
+        "Failed to update the deployments ['ingress'].",
+        router=("HEALTHY", "fine"),
+        ingress=("DEPLOY_FAILED", "Traceback ...\nLearnerNotReadyError: the learner actor asked for num_cpus=100"),
+    )
+    report = failure_report(failed)
+    assert report.startswith("[routerllm] the graph failed to deploy: Failed to update the deployments ['ingress'].")
+    assert "--- deployment ingress: DEPLOY_FAILED\nTraceback ...\nLearnerNotReadyError" in report
+    assert "deployment router" not in report
+
+
+def test_ready_lines_say_where_to_open_the_api_the_console_and_the_dashboard():
+    text = "\n".join(ready_lines("127.0.0.1:8265", started=0.0))
+    assert "http://127.0.0.1:8000/v1" in text and "Console: http://127.0.0.1:8000/ui" in text
+    assert "Ray dashboard: http://127.0.0.1:8265" in text and text.endswith("Ctrl-C stops it.")
+    assert dashboard_lines("") == ["Ray dashboard: not running (install ray[default] for it)"]
