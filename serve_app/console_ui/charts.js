@@ -60,7 +60,15 @@ export function lineChart(series, { width = 320, height = 110, format = (v) => S
     const step = s.values.length > 1 ? plotWidth / (s.values.length - 1) : 0;
     const points = s.values.map((v, j) => [pad.left + j * step, baseline - (plotHeight * v) / top]);
     const dash = s.dashed ? { "stroke-dasharray": "4 3" } : {};
-    chart.append(svg("polyline", { points: points.map((p) => p.join(",")).join(" "), fill: "none", stroke: s.color, "stroke-width": 2, ...dash }));
+    chart.append(
+      svg("polyline", {
+        points: points.map((p) => p.join(",")).join(" "),
+        fill: "none",
+        stroke: s.color,
+        "stroke-width": 2,
+        ...dash,
+      }),
+    );
     if (!s.dashed) for (const [x, y] of points) chart.append(svg("circle", { cx: x, cy: y, r: 2.5, fill: s.color }));
     const latest = s.values.length ? format(s.values[s.values.length - 1]) : "–";
     chart.append(text(pad.left + (i * width) / series.length, height - 5, `${s.name}: ${latest}`, { fill: s.color }));
@@ -83,7 +91,11 @@ export function splitBar(parts, { width = 320 } = {}) {
 
 // A thumb icon drawn here rather than an emoji: headless and minimal systems often have no emoji font.
 export function thumbIcon(down = false) {
-  const hand = "M8 10 L11.5 3.2 C12.4 1.8 14.9 2.6 14.5 4.6 L13.6 9 H19.6 C21.2 9 22.3 10.5 21.8 12 L19.6 19.4 C19.3 20.4 18.4 21 17.4 21 H8 Z";
+  // The hand, from the wrist up to the thumb's tip and round the fingers; the cuff is the rectangle beside it.
+  const hand = [
+    "M8 10 L11.5 3.2 C12.4 1.8 14.9 2.6 14.5 4.6 L13.6 9 H19.6",
+    "C21.2 9 22.3 10.5 21.8 12 L19.6 19.4 C19.3 20.4 18.4 21 17.4 21 H8 Z",
+  ].join(" ");
   const flip = down ? { transform: "translate(0 24) scale(1 -1)" } : {};
   return svg(
     "svg",

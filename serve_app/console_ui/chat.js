@@ -10,7 +10,12 @@ import { compareWithLargest } from "./savings.js";
 const LATENCY_COLORS = { embedding: "#56b4e9", router: "#0072b2", other: "#999999", expert: "#e69f00" };
 
 function expertColor(state, name) {
-  return colorOf(Math.max(state.experts.findIndex((e) => e.name === name), 0));
+  return colorOf(
+    Math.max(
+      state.experts.findIndex((e) => e.name === name),
+      0,
+    ),
+  );
 }
 
 // Per-expert scores as bars, the chosen expert in bold. Scores are on each strategy's own scale (moe: log gates),
@@ -39,9 +44,21 @@ function latencySplit(latency) {
     { label: "other", value: Math.max((latency.routing || 0) - handles, 0) },
     { label: "expert", value: latency.expert || 0 },
   ];
-  const legend = parts.map((p) => el("span", { class: "key" }, el("i", { style: `background:${LATENCY_COLORS[p.label]}` }), `${p.label} ${ms(p.value)}`));
+  const legend = parts.map((p) =>
+    el(
+      "span",
+      { class: "key" },
+      el("i", { style: `background:${LATENCY_COLORS[p.label]}` }),
+      `${p.label} ${ms(p.value)}`,
+    ),
+  );
   const bar = splitBar(parts.map((p) => ({ ...p, color: LATENCY_COLORS[p.label] })));
-  return el("div", { class: "latency" }, bar, el("div", { class: "legend" }, ...legend, el("b", {}, `total ${ms(latency.total)}`)));
+  return el(
+    "div",
+    { class: "latency" },
+    bar,
+    el("div", { class: "legend" }, ...legend, el("b", {}, `total ${ms(latency.total)}`)),
+  );
 }
 
 function fact(label, value, attrs = {}) {
@@ -62,7 +79,9 @@ function routingFacts(state, routing, comparison) {
     fact("cost", usd(routing.cost_usd)),
     fact("carbon", grams(routing.carbon_g)),
     fact("cost saved", usd(saved), { title: `against ${comparison.largest}, the largest expert` }),
-    fact("carbon saved", grams(comparison.largestCarbonG - comparison.carbonG), { title: `against ${comparison.largest}` }),
+    fact("carbon saved", grams(comparison.largestCarbonG - comparison.carbonG), {
+      title: `against ${comparison.largest}`,
+    }),
   );
 }
 
@@ -81,31 +100,38 @@ function renderRouting(state, card, routing, comparison) {
   );
 }
 
+// POST one score; the status line says what happened. A refused score can be sent again, except a duplicate.
+async function sendFeedback(requestId, score, view, onFeedback) {
+  view.buttons.forEach((b) => (b.disabled = true));
+  view.status.textContent = "sending…";
+  try {
+    await postJson("v1/feedback", { request_id: requestId, score });
+    view.status.textContent = `score ${number(score, 2)} recorded`;
+    view.status.className = "feedback-status ok";
+    onFeedback();
+  } catch (e) {
+    view.status.textContent = `feedback refused (${e.status}): ${e.message}`;
+    view.status.className = "feedback-status error";
+    if (e.status !== 409) view.buttons.forEach((b) => (b.disabled = false));
+  }
+}
+
+function button(className, title, onclick, content) {
+  return el("button", { type: "button", class: className, title, onclick }, content);
+}
+
 // Thumbs up (1), thumbs down (0) or any score in [0, 1]: POST /v1/feedback. One score per answer (a second is 409).
 function feedbackControls(requestId, onFeedback) {
-  const status = el("span", { class: "feedback-status" });
-  const scoreInput = el("input", { type: "number", min: 0, max: 1, step: 0.1, value: 0.5, class: "score", "aria-label": "score" });
-  const buttons = [];
-  const send = async (score) => {
-    buttons.forEach((b) => (b.disabled = true));
-    status.textContent = "sending…";
-    try {
-      await postJson("v1/feedback", { request_id: requestId, score });
-      status.textContent = `score ${number(score, 2)} recorded`;
-      status.className = "feedback-status ok";
-      onFeedback();
-    } catch (e) {
-      status.textContent = `feedback refused (${e.status}): ${e.message}`;
-      status.className = "feedback-status error";
-      if (e.status !== 409) buttons.forEach((b) => (b.disabled = false));
-    }
-  };
-  buttons.push(
-    el("button", { type: "button", class: "thumb-up", title: "thumbs up: good answer (score 1)", onclick: () => send(1) }, thumbIcon(false)),
-    el("button", { type: "button", class: "thumb-down", title: "thumbs down: bad answer (score 0)", onclick: () => send(0) }, thumbIcon(true)),
-    el("button", { type: "button", class: "send-score", onclick: () => send(Number(scoreInput.value)) }, "send score"),
-  );
-  return el("div", { class: "feedback" }, buttons[0], buttons[1], scoreInput, buttons[2], status);
+  const score = el("input", { type: "number", min: 0, max: 1, step: 0.1, value: 0.5, "aria-label": "score" });
+  const view = { status: el("span", { class: "feedback-status" }), buttons: [] };
+  const send = (value) => sendFeedback(requestId, value, view, onFeedback);
+  view.buttons = [
+    button("thumb-up", "thumbs up: good answer (score 1)", () => send(1), thumbIcon(false)),
+    button("thumb-down", "thumbs down: bad answer (score 0)", () => send(0), thumbIcon(true)),
+    button("send-score", "send this score in [0, 1]", () => send(Number(score.value)), "send score"),
+  ];
+  const [up, down, custom] = view.buttons;
+  return el("div", { class: "feedback" }, up, down, score, custom, view.status);
 }
 
 function answerCard(prompt) {
@@ -127,7 +153,10 @@ async function ask(state, prompt, hooks) {
   try {
     const request = preferences();
     const messages = [{ role: "user", content: prompt }];
-    const { routing } = await streamChat({ model: "router", messages, ...request }, (piece) => (reply.textContent += piece));
+    const { routing } = await streamChat(
+      { model: "router", messages, ...request },
+      (piece) => (reply.textContent += piece),
+    );
     const comparison = compareWithLargest(routing, state.experts, state.intensity);
     renderRouting(state, card, routing, comparison);
     card.append(feedbackControls(routing.request_id, hooks.onFeedback));
@@ -135,7 +164,10 @@ async function ask(state, prompt, hooks) {
     hooks.onAnswer({ routing, comparison });
   } catch (e) {
     card.classList.replace("pending", "failed");
-    fill(card.querySelector(".routing"), el("p", { class: "error" }, `request failed (${e.status ?? "?"}): ${e.message}`));
+    fill(
+      card.querySelector(".routing"),
+      el("p", { class: "error" }, `request failed (${e.status ?? "?"}): ${e.message}`),
+    );
   }
 }
 

@@ -35,7 +35,12 @@ export function renderControls(settings) {
   const weights = settings.default_weights;
   fill(
     byId("controls"),
-    el("label", { class: "field" }, el("span", {}, "strategy"), el("select", { id: "strategy" }, ...strategyOptions(settings))),
+    el(
+      "label",
+      { class: "field" },
+      el("span", {}, "strategy"),
+      el("select", { id: "strategy" }, ...strategyOptions(settings)),
+    ),
     el("fieldset", {}, el("legend", {}, "objective weights"), ...OBJECTIVES.map((o) => weightSlider(o, weights[o]))),
     el(
       "label",
@@ -55,7 +60,8 @@ export function renderControls(settings) {
 // The budget field, checked: the server refuses values outside [0, 1], so say so before sending.
 function budgetLeft() {
   const value = Number(byId("budget").value);
-  if (!Number.isFinite(value) || value < 0 || value > 1) throw new Error("the carbon budget left must be between 0 and 1");
+  if (!Number.isFinite(value) || value < 0 || value > 1)
+    throw new Error("the carbon budget left must be between 0 and 1");
   return value;
 }
 

@@ -25,7 +25,11 @@ function renderHealth(health, settings) {
 }
 
 async function boot() {
-  const [health, settings, catalog] = await Promise.all([getJson("healthz"), getJson("v1/router"), getJson("v1/experts")]);
+  const [health, settings, catalog] = await Promise.all([
+    getJson("healthz"),
+    getJson("v1/router"),
+    getJson("v1/experts"),
+  ]);
   state.experts = catalog.experts;
   state.intensity = settings.carbon_intensity_g_per_kwh;
   renderHealth(health, settings);
@@ -41,5 +45,7 @@ async function boot() {
   startPolling(state);
 }
 
-window.addEventListener("unhandledrejection", (event) => showError(`unexpected error: ${event.reason?.message ?? event.reason}`));
+window.addEventListener("unhandledrejection", (event) =>
+  showError(`unexpected error: ${event.reason?.message ?? event.reason}`),
+);
 boot().catch((e) => showError(`the console could not start (${e.status ?? "?"}): ${e.message}`));

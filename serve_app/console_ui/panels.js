@@ -10,7 +10,12 @@ import { totalSavings } from "./savings.js";
 const HISTORY = 40;
 
 function colorByName(state, name) {
-  return colorOf(Math.max(state.experts.findIndex((e) => e.name === name), 0));
+  return colorOf(
+    Math.max(
+      state.experts.findIndex((e) => e.name === name),
+      0,
+    ),
+  );
 }
 
 // Shares of all traffic the learner's store has seen, or of this page's answers when there is no learner.
@@ -42,7 +47,12 @@ function againstLargest(recent, routedKey, largestKey, format) {
   return lineChart(
     [
       { name: "routed", values: recent.map((a) => a.comparison[routedKey]), color: "#0072b2" },
-      { name: `all to ${recent[0].comparison.largest}`, values: recent.map((a) => a.comparison[largestKey]), color: "#d55e00", dashed: true },
+      {
+        name: `all to ${recent[0].comparison.largest}`,
+        values: recent.map((a) => a.comparison[largestKey]),
+        color: "#d55e00",
+        dashed: true,
+      },
     ],
     { format },
   );
@@ -54,7 +64,12 @@ function renderCostCarbon(state, status) {
   const overall = traffic?.requests
     ? `all traffic: ${usd(traffic.cost_usd_per_request)} and ${grams(traffic.carbon_g_per_request)} per request`
     : "";
-  if (!recent.length) return fill(byId("cost-carbon"), el("p", { class: "muted" }, "no answers yet"), el("p", { class: "caption" }, overall));
+  if (!recent.length)
+    return fill(
+      byId("cost-carbon"),
+      el("p", { class: "muted" }, "no answers yet"),
+      el("p", { class: "caption" }, overall),
+    );
   return fill(
     byId("cost-carbon"),
     el("h4", {}, "cost per answer"),
@@ -67,7 +82,14 @@ function renderCostCarbon(state, status) {
 
 function savedRow(label, spent, largest, format) {
   const saved = largest > 0 ? 1 - spent / largest : 0;
-  return el("tr", {}, el("th", {}, label), el("td", {}, format(spent)), el("td", {}, format(largest)), el("td", { class: "saved" }, percent(saved)));
+  return el(
+    "tr",
+    {},
+    el("th", {}, label),
+    el("td", {}, format(spent)),
+    el("td", {}, format(largest)),
+    el("td", { class: "saved" }, percent(saved)),
+  );
 }
 
 function renderSavings(state) {
@@ -81,9 +103,18 @@ function renderSavings(state) {
       "table",
       {},
       el("thead", {}, head),
-      el("tbody", {}, savedRow("cost", totals.costUsd, totals.largestCostUsd, usd), savedRow("carbon", totals.carbonG, totals.largestCarbonG, grams)),
+      el(
+        "tbody",
+        {},
+        savedRow("cost", totals.costUsd, totals.largestCostUsd, usd),
+        savedRow("carbon", totals.carbonG, totals.largestCarbonG, grams),
+      ),
     ),
-    el("p", { class: "caption" }, `${totals.answers} answers on this page, at the catalog's prices and energy per token`),
+    el(
+      "p",
+      { class: "caption" },
+      `${totals.answers} answers on this page, at the catalog's prices and energy per token`,
+    ),
   );
 }
 
@@ -113,7 +144,12 @@ function learnerTable(status) {
   const rewards = status.reward_moving_average || {};
   const names = [...new Set([...Object.keys(status.strategies), ...Object.keys(rewards)])].sort();
   const head = el("tr", {}, ...["strategy", "version", "publishes", "updates", "reward"].map((h) => el("th", {}, h)));
-  return el("table", {}, el("thead", {}, head), el("tbody", {}, ...names.map((n) => strategyRow(n, status.strategies[n], rewards[n]))));
+  return el(
+    "table",
+    {},
+    el("thead", {}, head),
+    el("tbody", {}, ...names.map((n) => strategyRow(n, status.strategies[n], rewards[n]))),
+  );
 }
 
 function renderLearner(state, status) {
@@ -129,14 +165,20 @@ function renderLearner(state, status) {
     ),
     learnerTable(status),
     el("h4", {}, "reward moving average"),
-    series.length ? lineChart(series, { format: (v) => number(v, 3) }) : el("p", { class: "muted" }, "no feedback trained on yet"),
+    series.length
+      ? lineChart(series, { format: (v) => number(v, 3) })
+      : el("p", { class: "muted" }, "no feedback trained on yet"),
   );
 }
 
 // A learner that is disabled (501) or unreachable is a state to show, not a reason to stop the other panels.
 function renderLearnerError(error) {
   const hint = error.status === 501 ? "add a `learner:` section to the config to learn from feedback" : "retrying";
-  fill(byId("learner"), el("p", { class: "error" }, `learner status unavailable (${error.status}): ${error.message}`), el("p", { class: "muted" }, hint));
+  fill(
+    byId("learner"),
+    el("p", { class: "error" }, `learner status unavailable (${error.status}): ${error.message}`),
+    el("p", { class: "muted" }, hint),
+  );
 }
 
 // Fetch the learner's status once and redraw every panel.
