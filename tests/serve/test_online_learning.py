@@ -73,6 +73,11 @@ def status(url: str) -> dict:
     return r.json()
 
 
+def test_the_learner_is_ready_with_the_graph_and_says_how_it_started(learning_url):
+    moe = status(learning_url)["strategies"]["moe"]  # answers at once: the ingress waited for the actor
+    assert moe["start"] == "cold" and moe["live_version"] >= 1
+
+
 def test_feedback_errors(learning_url):
     routing = chat(learning_url)
     assert routing["strategy"] == "moe" and routing["feedback"] == "accepted"

@@ -1,0 +1,51 @@
+"""A graph is not ready before its learner: a learner that cannot be placed fails the deployment with an error
+naming what it asked for and what the cluster has, instead of a graph that says ready and answers 503."""
+
+import copy
+import time
+
+import pytest
+import ray
+import yaml
+from ray import serve
+
+from serve_app.builder import build_app
+from serve_app.config import AppConfig
+from tests.serve.conftest import TEST_GRAPH
+
+pytestmark = pytest.mark.serve
+
+APP = "routerllm-unplaced"
+NAMESPACE = "routerllm-test-unplaced"
+
+
+def test_a_learner_that_cannot_be_placed_fails_the_graph_naming_its_ask(ray_session, tmp_path):
+    graph = copy.deepcopy(TEST_GRAPH)
+    graph["experts"] = [e for e in graph["experts"] if e["name"] == "dead_api"]  # the cheapest replica
+    graph["learner"] = {
+        "namespace": NAMESPACE,
+        "num_cpus": 64,
+        "ready_timeout_s": 1,
+        "data_dir": str(tmp_path / "data"),
+        "training": {"strategies": {}},
+    }
+    config = AppConfig.model_validate(yaml.safe_load(yaml.safe_dump(graph)))
+    try:
+        serve._run(build_app(config), _blocking=False, name=APP, route_prefix="/unplaced")
+        deadline, app = time.time() + 180, None
+        while time.time() < deadline:
+            app = serve.status().applications.get(APP)
+            if app is not None and str(app.status).endswith("DEPLOY_FAILED"):
+                break
+            time.sleep(0.5)
+        assert app is not None and str(app.status).endswith("DEPLOY_FAILED"), app
+        message = app.deployments["ingress"].message
+        assert "LearnerNotReadyError" in message and "asked for num_cpus=64" in message, message
+        total = ray.cluster_resources()["CPU"]
+        assert f"the cluster has {total:g} CPUs" in message and "lower learner.num_cpus" in message
+    finally:
+        serve.delete(APP)
+        try:
+            ray.kill(ray.get_actor("routerllm-learner", namespace=NAMESPACE), no_restart=True)
+        except ValueError:
+            pass
