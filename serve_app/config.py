@@ -94,7 +94,10 @@ class LearnerSettings(_Strict):
     poll_interval_s: float = Field(0.2, gt=0, description="How often router replicas check for a new version.")
     record_timeout_s: float = Field(5.0, gt=0, description="Time allowed to record an outcome or a feedback.")
     ready_timeout_s: float = Field(
-        120.0, gt=0, description="How long the ingress waits at start for the learner actor to answer."
+        60.0,
+        gt=0,
+        description="How long the ingress waits at start for the learner actor to answer (Serve "
+        "retries a failed ingress twice, so a learner that cannot be placed fails the graph after 3 x this).",
     )
     data_dir: str | None = Field(
         None,

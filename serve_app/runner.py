@@ -114,7 +114,7 @@ def ready_lines(dashboard_url: str, started: float) -> list[str]:
 def wait_until_running(serve: Any, timeout_s: float = 1800.0, poll_s: float = 1.0) -> Any:
     """Poll Serve until the application is RUNNING (returned) or DEPLOY_FAILED (SystemExit 1 with the report);
     prints a progress line whenever it changes."""
-    last, deadline = "", time.monotonic() + timeout_s
+    last, said, deadline = "", {}, time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         app_status = serve.status().applications.get(APP_NAME)
         if app_status is not None:
@@ -126,10 +126,20 @@ def wait_until_running(serve: Any, timeout_s: float = 1800.0, poll_s: float = 1.
             if line != last:
                 print(line, flush=True)
                 last = line
+            _say_new_messages(app_status, said)
             if state == "RUNNING":
                 return app_status
         time.sleep(poll_s)
     raise SystemExit(f"[routerllm] the graph was not RUNNING after {timeout_s:.0f} s")
+
+
+def _say_new_messages(app_status: Any, said: dict[str, str]) -> None:
+    """Print a deployment's status message when it changes while it is not healthy: a replica that failed to
+    start (Serve retries it) or is slow to start says so here, long before the deployment is given up on."""
+    for name, d in app_status.deployments.items():
+        if d.message and _state(d.status) != "HEALTHY" and said.get(name) != d.message:
+            print(f"[routerllm] {name}: {d.message}", file=sys.stderr, flush=True)
+            said[name] = d.message
 
 
 def run(argv: list[str]) -> int:

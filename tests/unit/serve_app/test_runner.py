@@ -57,3 +57,14 @@ def test_ready_lines_say_where_to_open_the_api_the_console_and_the_dashboard():
     assert "http://127.0.0.1:8000/v1" in text and "Console: http://127.0.0.1:8000/ui" in text
     assert "Ray dashboard: http://127.0.0.1:8265" in text and text.endswith("Ctrl-C stops it.")
     assert dashboard_lines("") == ["Ray dashboard: not running (install ray[default] for it)"]
+
+
+def test_a_replica_error_is_printed_once_while_serve_still_retries(capsys):
+    from serve_app.runner import _say_new_messages
+
+    said: dict[str, str] = {}
+    retrying = status("DEPLOYING", ingress=("UPDATING", "failed to start 1 time: LearnerNotReadyError ..."))
+    _say_new_messages(retrying, said)
+    _say_new_messages(retrying, said)
+    _say_new_messages(status("DEPLOYING", router=("HEALTHY", "all good")), said)
+    assert capsys.readouterr().err == "[routerllm] ingress: failed to start 1 time: LearnerNotReadyError ...\n"
