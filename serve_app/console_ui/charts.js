@@ -10,6 +10,12 @@ export function colorOf(index) {
   return PALETTE[index % PALETTE.length];
 }
 
+// An expert's colour, by its place in the catalog, so that every chart and swatch agrees.
+export function expertColor(experts, name) {
+  const index = experts.findIndex((e) => e.name === name);
+  return colorOf(index < 0 ? 0 : index);
+}
+
 function svg(tag, attrs = {}, ...children) {
   const node = document.createElementNS(SVG_NS, tag);
   for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);

@@ -2,21 +2,12 @@
 // streams in, then its routing metadata and feedback controls appear under it.
 
 import { postJson, streamChat } from "./api.js";
-import { barChart, colorOf, splitBar, thumbIcon } from "./charts.js";
+import { barChart, expertColor, splitBar, thumbIcon } from "./charts.js";
 import { preferences } from "./controls.js";
 import { byId, el, fill, grams, ms, number, usd } from "./dom.js";
 import { compareWithLargest } from "./savings.js";
 
 const LATENCY_COLORS = { embedding: "#56b4e9", router: "#0072b2", other: "#999999", expert: "#e69f00" };
-
-function expertColor(state, name) {
-  return colorOf(
-    Math.max(
-      state.experts.findIndex((e) => e.name === name),
-      0,
-    ),
-  );
-}
 
 // Per-expert scores as bars, the chosen expert in bold. Scores are on each strategy's own scale (moe: log gates),
 // so bars run from the lowest score to the highest.
@@ -29,7 +20,7 @@ function scoresChart(state, routing) {
     label: name,
     value: v,
     text: number(v, 3),
-    color: expertColor(state, name),
+    color: expertColor(state.experts, name),
     highlight: name === routing.expert,
   }));
   return barChart(rows, { min: low - (Math.max(...values) - low || 1) * 0.1 });
@@ -67,7 +58,7 @@ function fact(label, value, attrs = {}) {
 
 function routingFacts(state, routing, comparison) {
   const saved = comparison.largestCostUsd - comparison.costUsd;
-  const swatch = el("i", { class: "swatch", style: `background:${expertColor(state, routing.expert)}` });
+  const swatch = el("i", { class: "swatch", style: `background:${expertColor(state.experts, routing.expert)}` });
   return el(
     "dl",
     { class: "facts" },

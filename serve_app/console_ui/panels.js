@@ -2,21 +2,12 @@
 // cost and carbon per request, savings against the largest expert, and what the learner is doing.
 
 import { getJson } from "./api.js";
-import { barChart, colorOf, lineChart } from "./charts.js";
+import { barChart, colorOf, expertColor, lineChart } from "./charts.js";
 import { byId, el, fill, grams, number, percent, usd } from "./dom.js";
 import { totalSavings } from "./savings.js";
 
 // Enough points to see a trend on a narrow panel without the line turning into noise.
 const HISTORY = 40;
-
-function colorByName(state, name) {
-  return colorOf(
-    Math.max(
-      state.experts.findIndex((e) => e.name === name),
-      0,
-    ),
-  );
-}
 
 // Shares of all traffic the learner's store has seen, or of this page's answers when there is no learner.
 function sharesOf(state, status) {
@@ -37,7 +28,7 @@ function renderShares(state, status) {
     label: e.name,
     value: shares[e.name] || 0,
     text: percent(shares[e.name] || 0),
-    color: colorByName(state, e.name),
+    color: expertColor(state.experts, e.name),
   }));
   fill(byId("shares"), barChart(rows, { max: 1 }), el("p", { class: "caption" }, caption));
 }
@@ -64,12 +55,13 @@ function renderCostCarbon(state, status) {
   const overall = traffic?.requests
     ? `all traffic: ${usd(traffic.cost_usd_per_request)} and ${grams(traffic.carbon_g_per_request)} per request`
     : "";
-  if (!recent.length)
+  if (!recent.length) {
     return fill(
       byId("cost-carbon"),
       el("p", { class: "muted" }, "no answers yet"),
       el("p", { class: "caption" }, overall),
     );
+  }
   return fill(
     byId("cost-carbon"),
     el("h4", {}, "cost per answer"),
