@@ -5,11 +5,13 @@ import copy
 import csv
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+import ray
 import yaml
 from ray import serve
 
@@ -26,6 +28,7 @@ pytestmark = pytest.mark.serve
 PROMPT = "Write a Python function that merges two sorted lists."
 DEFAULT_WEIGHTS = {"quality": 1.0, "cost": 0.3, "carbon": 0.5, "latency": 0.2}
 MOE = {"hidden": [16], "quality_prior_weight": 0.5}
+NAMESPACE = "routerllm-test-trained"
 
 
 def _slice(source: Path, out: Path, rows: int = 60) -> Path:
@@ -53,7 +56,7 @@ def trained(routerbench_dir, tmp_path_factory) -> Path:
     return tmp / "moe"
 
 
-def _graph(checkpoint: Path) -> dict:
+def _graph(checkpoint: Path, data_dir: Path) -> dict:
     graph = copy.deepcopy(TEST_GRAPH)
     fourth = {**copy.deepcopy(graph["experts"][1]), "name": "gpu_llm_b"}
     graph["experts"].append(fourth)
@@ -65,15 +68,27 @@ def _graph(checkpoint: Path) -> dict:
         "default_weights": DEFAULT_WEIGHTS,
         "num_cpus": 0.1,
     }
+    # One line warm-starts the learner too: it trains the router's moe from the checkpoint, not from scratch.
+    graph["learner"] = {
+        "namespace": NAMESPACE,
+        "num_cpus": 0.1,
+        "data_dir": str(data_dir),
+        "training": {"strategies": {"moe": {}}},
+    }
     return graph
 
 
 @pytest.fixture(scope="module")
-def checkpoint_url(ray_session, trained):
-    config = AppConfig.model_validate(yaml.safe_load(yaml.safe_dump(_graph(trained))))
+def checkpoint_url(ray_session, trained, tmp_path_factory):
+    graph = _graph(trained, tmp_path_factory.mktemp("learner-data"))
+    config = AppConfig.model_validate(yaml.safe_load(yaml.safe_dump(graph)))
     serve.run(build_app(config), name="routerllm-trained", route_prefix="/trained")
     yield ray_session + "/trained", config
     serve.delete("routerllm-trained")
+    try:
+        ray.kill(ray.get_actor("routerllm-learner", namespace=NAMESPACE), no_restart=True)
+    except ValueError:
+        pass
 
 
 def route(url: str, **router) -> dict:
@@ -93,6 +108,19 @@ def test_a_seed4_checkpoint_routes_under_the_graphs_own_expert_names(checkpoint_
     expected = dict(zip(config.catalog.names, local.score([context])[0]))
     assert routing["expert"] == max(expected, key=expected.get)
     np.testing.assert_allclose([routing["scores"][n] for n in expected], list(expected.values()), atol=1e-2)
+
+
+def test_the_learner_warm_starts_from_the_same_checkpoint(checkpoint_url, trained):
+    url, _ = checkpoint_url
+    status = httpx.get(url + "/v1/learner/status", timeout=60).json()["strategies"]["moe"]
+    assert status["start"] == f"warm from {trained}" and status["live_version"] == 1
+    before = route(url)["scores"]
+    deadline = time.time() + 30
+    while time.time() < deadline and route(url)["policy_version"] != 1:
+        time.sleep(0.2)  # the replica pulls v1, the checkpoint's own weights: the scores do not move
+    after = route(url)
+    assert after["policy_version"] == 1
+    np.testing.assert_allclose(list(after["scores"].values()), list(before.values()), atol=1e-6)
 
 
 def test_a_request_that_sets_one_weight_keeps_the_config_defaults_for_the_rest(checkpoint_url):
