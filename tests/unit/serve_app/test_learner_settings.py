@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import os
-import stat
 
 import pytest
 import yaml
@@ -55,17 +54,10 @@ def test_storage_is_created_on_first_start_and_an_unwritable_dir_is_a_clear_erro
     learner = AppConfig.model_validate(_cpu(data_dir=str(tmp_path / "new" / "dir"))).learner
     learner.prepare_storage()
     assert (tmp_path / "new" / "dir" / "policies").is_dir()
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(stat.S_IRUSR | stat.S_IXUSR)
-    try:
-        if os.access(locked, os.W_OK):
-            pytest.skip("running as a user that may write anywhere")
-        bad = AppConfig.model_validate(_cpu(data_dir=str(locked / "routerllm"))).learner
-        with pytest.raises(LearnerStorageError, match=r"cannot create the learner's data directory .*learner.data_dir"):
-            bad.prepare_storage()
-    finally:
-        locked.chmod(stat.S_IRWXU)
+    # /proc takes no new directories, not even from root (CI runs as root, where a chmod would not stop a write).
+    bad = AppConfig.model_validate(_cpu(data_dir="/proc/routerllm-test/data")).learner
+    with pytest.raises(LearnerStorageError, match=r"cannot create the learner's data directory .*learner.data_dir"):
+        bad.prepare_storage()
 
 
 def test_a_file_where_the_data_dir_should_be_is_a_clear_error(tmp_path):
