@@ -6,6 +6,7 @@ runs/test-artifacts/, gitignored)."""
 import copy
 import os
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -173,6 +174,18 @@ def test_chat_cost_slider_and_feedback(page, console_url):
     assert re.match(r"score 1(\.0+)? recorded", second.locator(".feedback-status").inner_text())
     # The learner status the page polls counts the feedback.
     page.wait_for_function("() => document.getElementById('feedback-count')?.textContent === '1'", timeout=30_000)
+    # That feedback is enough for this learner (publish after every update): moe's live version moves past the one
+    # that answered, on the learner panel and then on the next answer, which the new version routes.
+    answered = int(second.locator(".policy-version").inner_text().strip())
+    live = "() => Number(document.querySelector('tr[data-strategy=moe] .live-version')?.textContent) > " + str(answered)
+    page.wait_for_function(live, timeout=60_000)
+    newer = int(page.locator("tr[data-strategy=moe] .live-version").inner_text())
+    deadline = time.time() + 30
+    while True:
+        ask(page, PROMPT, page.locator(".answer").count())
+        if int(page.locator(".answer").first.locator(".policy-version").inner_text().strip()) >= newer:
+            break
+        assert time.time() < deadline, "the new policy version never reached the router replica"
     assert page.locator("#errors").is_hidden()
     assert "all to gpu_llm" in page.locator("#savings").inner_text()
     page.screenshot(path=str(shots / "console-chats.png"), full_page=True)
