@@ -173,7 +173,14 @@ def run(argv: list[str]) -> int:
             time.sleep(3600)
     except KeyboardInterrupt:
         print("\n[routerllm] shutting down Serve ...", flush=True)
-        serve.shutdown()
+        # The same stop often arrives twice (Ctrl-C reaches the whole process group; make passes SIGTERM on to its
+        # child): a second one must not cut the shutdown short with a traceback.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+        try:
+            serve.shutdown()
+        except Exception as e:  # noqa: BLE001 - Ray's own processes may have gone with the same signal
+            print(f"[routerllm] Serve had already stopped: {type(e).__name__}", flush=True)
         return 0
     finally:
         if args.blocking:
