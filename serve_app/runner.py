@@ -172,19 +172,30 @@ def run(argv: list[str]) -> int:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        print("\n[routerllm] shutting down Serve ...", flush=True)
-        # The same stop often arrives twice (Ctrl-C reaches the whole process group; make passes SIGTERM on to its
-        # child): a second one must not cut the shutdown short with a traceback.
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, signal.SIG_IGN)
-        try:
-            serve.shutdown()
-        except Exception as e:  # noqa: BLE001 - Ray's own processes may have gone with the same signal
-            print(f"[routerllm] Serve had already stopped: {type(e).__name__}", flush=True)
+        print("\n[routerllm] stopping ...", flush=True)
+        _while_stopping()
+        if args.address is not None:  # a cluster we joined stays up: take Serve off it
+            try:
+                serve.shutdown()
+            except Exception as e:  # noqa: BLE001 - Ray's own processes may have gone with the same signal
+                print(f"[routerllm] Serve had already stopped: {type(e).__name__}", flush=True)
         return 0
     finally:
         if args.blocking:
-            ray.shutdown()
+            ray.shutdown()  # a cluster this command started goes with it, Serve and the learner included
+            print("[routerllm] stopped", flush=True)
+
+
+def _while_stopping() -> None:
+    """The same stop often arrives twice (make passes SIGTERM on to its child; a group kill reaches both): ignore
+    another SIGTERM, but let a second Ctrl-C from a person end the process at once."""
+
+    def force(signum: int, frame: Any) -> None:
+        print("[routerllm] stopped before a clean shutdown", flush=True)
+        os._exit(130)
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, force)
 
 
 def _stop_on_signals() -> None:
