@@ -18,7 +18,7 @@ from experts.catalog import ExpertCatalog
 from serve_app.config import AppConfig, LearnerSettings
 from serve_app.errors import APIError, short_error
 from serve_app.routed_request import ExpertAnswer, RoutedRequest
-from training.online.learner_actor import get_or_create_learner
+from training.online.learner_actor import check_running_config, get_or_create_learner
 from training.online.outcome_store import OutcomeRecord
 
 logger = logging.getLogger("routerllm.ingress")
@@ -81,6 +81,7 @@ class OutcomeRecorder:
 
     def __init__(self, settings: LearnerSettings | None, catalog: ExpertCatalog):
         self.settings: LearnerSettings | None = settings
+        self.catalog = catalog
         self.learner = None
         if settings is not None:
             self.learner = get_or_create_learner(
@@ -93,7 +94,8 @@ class OutcomeRecorder:
 
     async def wait_until_ready(self, config: AppConfig) -> None:
         """Wait (at most learner.ready_timeout_s) for the learner actor to answer, so that the graph is not ready
-        before its learner; LearnerNotReadyError says why not (placement, or the actor's own start error)."""
+        before its learner; LearnerNotReadyError says why not (placement, or the actor's own start error), and
+        LearnerConfigChangedError names the fields when a learner of this name already runs with another config."""
         if self.learner is None:
             return
         try:
@@ -104,6 +106,9 @@ class OutcomeRecorder:
             raise LearnerNotReadyError(report) from e
         except ray.exceptions.RayActorError as e:
             raise LearnerNotReadyError(f"the learner actor {self.settings.actor_name!r} failed to start: {e}") from e
+        running = await self.learner.started_with.remote()
+        settings = self.settings
+        check_running_config(running, settings.training, self.catalog, settings.actor_name, settings.namespace)
 
     async def record(self, routed: RoutedRequest, answers: list[ExpertAnswer]) -> str:
         """Log every answered call (all k of a fan-out; the first is the one returned) and return the

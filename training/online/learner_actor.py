@@ -105,6 +105,7 @@ class LearnerActor:
         import torch
         import torch._dynamo  # noqa: F401 - imported by the first optimizer; here, not while serving calls
 
+        self._started_with = {"training": config, "catalog": catalog}  # what a later deployment is checked against
         learner_config = LearnerConfig.model_validate(config)
         if learner_config.torch_threads is not None:
             torch.set_num_threads(learner_config.torch_threads)  # this process is the actor's own
@@ -140,6 +141,10 @@ class LearnerActor:
         cursor = self.learner.record_feedback(request_id, score)
         self.metrics.safely(self.metrics.feedback.inc)
         return cursor
+
+    def started_with(self) -> dict[str, Any]:
+        """The training config and catalog this actor was created with (a restart by Ray keeps them)."""
+        return self._started_with
 
     # --- replicas -----------------------------------------------------------------------------------------
     def live_versions(self) -> dict[str, int]:
@@ -232,3 +237,40 @@ def get_or_create_learner(
         max_concurrency=4,
         num_cpus=num_cpus,
     ).remote(config.model_dump(mode="json"), catalog.model_dump(mode="json"), poll_interval_s)
+
+
+class LearnerConfigChangedError(RuntimeError):
+    """A learner actor of this name is already running with another training config or catalog."""
+
+
+def config_changes(running: Any, wanted: Any, path: str = "") -> list[str]:
+    """Dotted paths where `wanted` differs from `running` (JSON-like values), each with both values."""
+    if isinstance(running, dict) and isinstance(wanted, dict):
+        changes = []
+        for key in sorted(set(running) | set(wanted), key=str):
+            where = f"{path}.{key}" if path else str(key)
+            if key not in running or key not in wanted:
+                changes.append(
+                    f"{where}: running {running.get(key, '<unset>')!r}, wanted {wanted.get(key, '<unset>')!r}"
+                )
+            else:
+                changes.extend(config_changes(running[key], wanted[key], where))
+        return changes
+    return [] if running == wanted else [f"{path}: running {running!r}, wanted {wanted!r}"]
+
+
+def check_running_config(
+    running: dict[str, Any], config: LearnerConfig, catalog: ExpertCatalog, name: str, namespace: str
+) -> None:
+    """Refuse, naming every changed field, to serve with a learner that runs another config: a detached actor keeps
+    the arguments it was created with, so a redeployed graph would otherwise train with the old ones in silence."""
+    wanted = {"training": config.model_dump(mode="json"), "catalog": catalog.model_dump(mode="json")}
+    changes = config_changes(running, wanted)
+    if changes:
+        shown = "; ".join(changes[:8]) + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")
+        raise LearnerConfigChangedError(
+            f"the learner actor {name!r} (namespace {namespace!r}) is already running with another config: {shown}. "
+            'A running learner keeps the config it started with. Stop it (python -c "import ray; '
+            f"ray.init(address='auto', namespace='{namespace}'); ray.kill(ray.get_actor('{name}'))\") and deploy "
+            "again: it resumes from its checkpoints and store. Or give this graph another learner.actor_name."
+        )

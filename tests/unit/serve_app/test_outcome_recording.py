@@ -18,6 +18,7 @@ from serve_app.outcome_recording import (
     placement_report,
 )
 from serve_app.routed_request import ExpertAnswer
+from training.online.learner_actor import LearnerConfigChangedError, config_changes
 from training.online.outcome_store import OutcomeRecord
 
 from .fakes import Method, catalog, decision, result, routed
@@ -138,5 +139,43 @@ def test_waiting_for_the_learner_is_bounded_and_says_why(monkeypatch):
         return {}
 
     r.learner.live_versions = Method(answers_now)
+    r.learner.started_with = Method(started_with(r))
     asyncio.run(r.wait_until_ready(config))  # returns
     asyncio.run(recorder(None).wait_until_ready(config))  # no learner: nothing to wait for
+
+
+def started_with(r: OutcomeRecorder, **changed):
+    """What the learner actor answers to started_with(): the recorder's own config, with `changed` fields."""
+    training = {**r.settings.training.model_dump(mode="json"), **changed}
+
+    async def answer():
+        return {"training": training, "catalog": r.catalog.model_dump(mode="json")}
+
+    return answer
+
+
+def test_a_learner_running_another_config_is_refused_naming_the_fields():
+    config = load_config(REPO_ROOT / "configs" / "cpu.yaml")
+    r = recorder(FakeLearner())
+
+    async def answers_now():
+        return {}
+
+    r.learner.live_versions = Method(answers_now)
+    r.learner.started_with = Method(started_with(r, batch_size=7, seed=3))
+    with pytest.raises(LearnerConfigChangedError) as e:
+        asyncio.run(r.wait_until_ready(config))
+    message = str(e.value)
+    assert "training.batch_size: running 7, wanted 64" in message and "training.seed: running 3, wanted 0" in message
+    assert "ray.kill(ray.get_actor('routerllm-learner'))" in message and "learner.actor_name" in message
+
+
+def test_config_changes_name_every_changed_leaf():
+    running = {"a": 1, "b": {"c": [1, 2], "d": "x"}, "gone": True}
+    wanted = {"a": 1, "b": {"c": [1, 3], "d": "x"}, "new": 0.5}
+    assert config_changes(running, wanted) == [
+        "b.c: running [1, 2], wanted [1, 3]",
+        "gone: running True, wanted '<unset>'",
+        "new: running '<unset>', wanted 0.5",
+    ]
+    assert config_changes(running, running) == []
