@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from router_deployments.objectives import ObjectiveWeights
 from serve_app.config import ROUTER_MODEL
 
 
 class ChatMessage(BaseModel):
-    """One OpenAI chat message; its content is text or a list of parts."""
+    """One OpenAI chat message; its content is text, a list of parts, or (an assistant's turn that called tools,
+    as agent clients send it back) null."""
 
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str | list[dict]
+    content: str | list[dict] | None = None
+
+    @model_validator(mode="after")
+    def _content_or_tool_calls(self) -> ChatMessage:
+        if self.content is None and not (self.role == "assistant" and (self.model_extra or {}).get("tool_calls")):
+            raise ValueError("content may be null only in an assistant message with tool_calls")
+        return self
 
     def text(self) -> str:
-        """Plain text of the message (text parts of a multi-part content list joined)."""
+        """Plain text of the message (text parts of a multi-part content list joined; '' for null content)."""
+        if self.content is None:
+            return ""
         if isinstance(self.content, str):
             return self.content
         return "\n".join(str(part.get("text", "")) for part in self.content if part.get("type", "text") == "text")
@@ -78,12 +87,57 @@ class ChatCompletionRequest(BaseModel):
         """`stop` as a list (OpenAI allows one string or a list)."""
         return [self.stop] if isinstance(self.stop, str) else self.stop
 
+    def unsupported(self) -> tuple[str, str] | None:
+        """The first OpenAI field this request sets that would change the answer but that RouterLLM's experts
+        cannot honour, as (param, why); None when every field it sets is honoured or harmless."""
+        extra = self.model_extra or {}
+        for name, check in UNSUPPORTED.items():
+            why = check(extra.get(name), extra) if name in extra else None
+            if why:
+                return name, f"{name}: {why}"
+        return None
+
+
+def _tools(value: Any, extra: dict) -> str | None:
+    if value and extra.get("tool_choice", "auto") != "none":
+        return "the experts behind this router do not call tools; leave tools out or set tool_choice to 'none'"
+    return None
+
+
+def _when(refused: Any, why: str):
+    """A check refusing a field when `refused(value)` holds."""
+    return lambda value, extra: why if value is not None and refused(value) else None
+
+
+# OpenAI fields that change what the answer means; a request setting one is refused (400 unsupported_parameter)
+# rather than answered as if it had not. Fields not listed are honoured (above) or carry nothing an answer depends on
+# (user, metadata, store, parallel_tool_calls, service_tier, ...).
+UNSUPPORTED: dict[str, Any] = {
+    "n": _when(lambda v: v != 1, "one choice per request is generated; send n=1 or leave it out"),
+    "tools": _tools,
+    "functions": _tools,
+    "response_format": _when(
+        lambda v: not (isinstance(v, dict) and v.get("type", "text") == "text"),
+        "only {'type': 'text'} is supported: the experts do not enforce JSON output",
+    ),
+    "logprobs": _when(bool, "the experts do not return log probabilities"),
+    "top_logprobs": _when(bool, "the experts do not return log probabilities"),
+    "logit_bias": _when(bool, "the experts do not take logit biases"),
+    "presence_penalty": _when(bool, "the experts do not apply presence penalties; send 0 or leave it out"),
+    "frequency_penalty": _when(bool, "the experts do not apply frequency penalties; send 0 or leave it out"),
+    "modalities": _when(lambda v: v != ["text"], "the experts answer in text only"),
+    "audio": _when(bool, "the experts answer in text only"),
+    "prediction": _when(bool, "predicted outputs are not supported"),
+}
+
 
 class RouteRequest(BaseModel):
-    """`POST /v1/route`: the routing decision alone, for a chat body or a bare prompt."""
+    """`POST /v1/route`: the routing decision alone, for a bare prompt or the same body as a chat completion (its
+    generation fields are accepted and unused: nothing is generated)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")
 
+    model: str = Field(ROUTER_MODEL, description="'router' to route, or an expert name (its direct decision).")
     messages: list[ChatMessage] | None = Field(None, min_length=1)
     prompt: str | None = Field(None, min_length=1)
     router: RouterPreferences = Field(default_factory=RouterPreferences)

@@ -67,6 +67,9 @@ class ServerConfig(ReplicaSettings):
     max_messages: int = Field(256, gt=0)
     request_timeout_s: float = Field(300.0, gt=0, description="Time allowed for one expert call.")
     failover: bool = Field(True, description="Retry a routed request on the next-best expert if one fails.")
+    max_tokens: int = Field(4096, gt=0, description="Most tokens a request may ask an expert to generate.")
+    max_stop_sequences: int = Field(4, ge=0, description="Most `stop` strings a request may give (OpenAI's 4).")
+    max_stop_chars: int = Field(64, gt=0, description="Longest `stop` string a request may give.")
     num_cpus: float = Field(0.1, ge=0, description="CPUs per replica.")
 
     @property

@@ -38,3 +38,9 @@ def not_found(message: str, param=None, code=None) -> APIError:
 def upstream_error(message: str, code: str = "expert_unavailable") -> APIError:
     """503: no expert could answer."""
     return APIError(503, message, "server_error", None, code)
+
+
+def cause_message(e: BaseException) -> str:
+    """The message of the error a remote call raised, without the traceback Ray wraps it in."""
+    cause = getattr(e, "cause", None) or e
+    return str(cause.args[0]) if cause.args else type(cause).__name__

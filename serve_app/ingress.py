@@ -21,10 +21,10 @@ from serve_app.api_models import ChatCompletionRequest, FeedbackRequest, Rollbac
 from serve_app.config import ROUTER_MODEL, AppConfig
 from serve_app.console import console_file, router_summary
 from serve_app.dispatch import Dispatcher, StreamDelta, no_answer
-from serve_app.errors import APIError, bad_request, not_found, short_error
+from serve_app.errors import APIError, bad_request, cause_message, not_found, short_error
 from serve_app.outcome_recording import OutcomeRecorder, outcome_id
 from serve_app.request_metrics import RequestMetrics
-from serve_app.request_parsing import check_size, generation_request, parse_body
+from serve_app.request_parsing import check_generation, check_size, generation_request, parse_body
 from serve_app.responses import (
     DONE,
     RouteMetadata,
@@ -98,6 +98,7 @@ class Ingress:
         body = await parse_body(request, ChatCompletionRequest, self.config.server)
         text = body.routing_text()
         check_size(text, len(body.messages), self.config.server)
+        check_generation(body, self.config.server)
         routed = await self.dispatch.decide(request_id, start, body.model, text, body.router)
         req = generation_request(body, request_id)
         if body.stream:
@@ -146,7 +147,7 @@ class Ingress:
         except ValueError as e:
             raise bad_request(str(e), param="messages") from e
         check_size(text, len(body.messages or []), self.config.server)
-        routed = await self.dispatch.decide(request_id, start, ROUTER_MODEL, text, body.router)
+        routed = await self.dispatch.decide(request_id, start, body.model, text, body.router)
         routing = RouteMetadata.of(routed, routed.decision.expert, probs=routed.decision.probs)
         return JSONResponse({"routing": routing.body()}, headers=routing.headers())
 
@@ -158,12 +159,14 @@ class Ingress:
         body = await parse_body(request, FeedbackRequest, self.config.server)
         try:
             await self.recorder.ask(learner.record_feedback.remote(body.request_id, body.score))
+        # The learner's error reaches here wrapped by Ray, whose text is a traceback with pids and addresses: answer
+        # with the store's own message only.
         except UnknownRequestError as e:
-            raise not_found(str(e), param="request_id", code="unknown_request") from e
+            raise not_found(cause_message(e), param="request_id", code="unknown_request") from e
         except DuplicateFeedbackError as e:
-            raise APIError(409, str(e), param="request_id", code="duplicate_feedback") from e
+            raise APIError(409, cause_message(e), param="request_id", code="duplicate_feedback") from e
         except InvalidScoreError as e:
-            raise APIError(422, str(e), param="score", code="invalid_score") from e
+            raise APIError(422, cause_message(e), param="score", code="invalid_score") from e
         return {"request_id": body.request_id, "score": body.score, "recorded": True}
 
     @app.post("/admin/rollback")

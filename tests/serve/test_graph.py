@@ -13,7 +13,8 @@ ASK = [{"role": "user", "content": "What is the capital of France?"}]
 
 def post(url: str, path: str, body, **kw) -> httpx.Response:
     content = body if isinstance(body, (str, bytes)) else json.dumps(body)
-    return httpx.post(url + path, content=content, timeout=120, **kw)
+    headers = {"content-type": "application/json", **kw.pop("headers", {})}
+    return httpx.post(url + path, content=content, timeout=120, headers=headers, **kw)
 
 
 def test_routed_chat_answers_with_routing_metadata(graph_url):

@@ -84,7 +84,10 @@ def test_feedback_errors(learning_url):
     rid = routing["request_id"]
     assert feedback(learning_url, rid, 1.5).status_code == 422
     assert feedback(learning_url, rid, "good").status_code == 400
-    assert feedback(learning_url, "chatcmpl-unknown", 0.5).status_code == 404
+    unknown = feedback(learning_url, "chatcmpl-unknown", 0.5)
+    assert unknown.status_code == 404
+    message = unknown.json()["error"]["message"]
+    assert message == "no routed request has id 'chatcmpl-unknown'", message  # not Ray's traceback, pid or address
     assert feedback(learning_url, rid, 0.75).status_code == 200
     second = feedback(learning_url, rid, 0.1)
     assert second.status_code == 409 and second.json()["error"]["code"] == "duplicate_feedback"
@@ -135,3 +138,14 @@ def test_killed_learner_loses_nothing_acknowledged(learning_url):
         time.sleep(0.5)
     assert r.status_code == 409
     assert status(learning_url)["store"]["feedback"] >= before
+
+
+def test_a_web_page_cannot_roll_back_or_score(learning_url):
+    """A cross-origin page can post text/plain or a form without a preflight; both are refused (415), so the live
+    policy stays as it is."""
+    before = status(learning_url)["strategies"]["moe"]["live_version"]
+    for path, body in (("/admin/rollback", '{"strategy": "moe"}'), ("/v1/feedback", '{"request_id": "x", "score": 1}')):
+        for content_type in ("text/plain", "application/x-www-form-urlencoded"):
+            r = httpx.post(learning_url + path, content=body, headers={"content-type": content_type}, timeout=60)
+            assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_media_type", r.text
+    assert status(learning_url)["strategies"]["moe"]["live_version"] == before
