@@ -22,7 +22,7 @@ from serve_app.config import ROUTER_MODEL, AppConfig
 from serve_app.console import console_file, router_summary
 from serve_app.dispatch import Dispatcher, StreamDelta, no_answer
 from serve_app.errors import APIError, bad_request, cause_message, not_found, short_error
-from serve_app.outcome_recording import OutcomeRecorder, outcome_id
+from serve_app.outcome_recording import OutcomeRecorder
 from serve_app.request_metrics import RequestMetrics
 from serve_app.request_parsing import check_generation, check_size, generation_request, parse_body
 from serve_app.responses import (
@@ -35,7 +35,7 @@ from serve_app.responses import (
     usage,
 )
 from serve_app.routed_request import ExpertAnswer, ExpertFailure, RoutedRequest
-from training.online.outcome_store import DuplicateFeedbackError, InvalidScoreError, UnknownRequestError
+from training.online.outcome_store import DuplicateFeedbackError, InvalidScoreError, UnknownRequestError, outcome_id
 
 app = FastAPI(title="RouterLLM", description="OpenAI-compatible LLM router on Ray Serve.")
 

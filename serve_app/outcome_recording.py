@@ -19,7 +19,7 @@ from serve_app.config import AppConfig, LearnerSettings
 from serve_app.errors import APIError, short_error
 from serve_app.routed_request import ExpertAnswer, RoutedRequest
 from training.online.learner_actor import check_running_config, get_or_create_learner
-from training.online.outcome_store import OutcomeRecord
+from training.online.outcome_store import OutcomeRecord, outcome_id
 
 logger = logging.getLogger("routerllm.ingress")
 
@@ -42,12 +42,6 @@ def placement_report(
         f"{available.get('CPU', 0.0):g} free now. This graph reserves {sum(reserved.values()):g} CPUs ({parts}): "
         "lower learner.num_cpus or the deployments' num_cpus so that they fit"
     )
-
-
-def outcome_id(request_id: str, expert: str, rank: int) -> str:
-    """Feedback key of one answered call: the request's id for the answer returned (rank 0), and
-    `<request id>:<expert>` for the other experts of a fan-out."""
-    return request_id if rank == 0 else f"{request_id}:{expert}"
 
 
 def outcome_records(routed: RoutedRequest, answers: list[ExpertAnswer]) -> list[OutcomeRecord]:

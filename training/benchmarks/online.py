@@ -36,7 +36,7 @@ from training.benchmarks.stream import Stream, StreamRouter, held_out_figures, r
 from training.benchmarks.vowpal_wabbit import VowpalWabbitRouter
 from training.data import prepared
 from training.online.learner import LearnerConfig, OnlineLearner, StrategyTraining, apply_policy
-from training.online.outcome_store import MEMORY, OutcomeRecord
+from training.online.outcome_store import MEMORY, OutcomeRecord, outcome_id
 from training.trainers import require_trainer, trainer_options
 
 # Learner settings of the benchmark: publish often (the stream is short) and keep few version directories.
@@ -122,7 +122,7 @@ class LearnerRouter:
 
     def feedback(self, event: int, row: int, experts: list[int]) -> None:
         s, d = self.stream, self.decision
-        ids = [str(event) if k == 0 else f"{event}:{s.catalog.names[j]}" for k, j in enumerate(experts)]
+        ids = [outcome_id(str(event), s.catalog.names[j], k) for k, j in enumerate(experts)]
         self.learner.record_outcomes(
             [
                 OutcomeRecord(

@@ -105,6 +105,12 @@ class OutcomeRecord(BaseModel):
         return v
 
 
+def outcome_id(request_id: str, expert: str, rank: int) -> str:
+    """Feedback key of one answered call: the request's id for the answer returned (rank 0), and
+    `<request id>:<expert>` for the other experts of a fan-out (what the ingress and the online bench both log)."""
+    return request_id if rank == 0 else f"{request_id}:{expert}"
+
+
 @dataclass
 class LoggedExperience:
     """An outcome joined with its feedback, as the learner reads it."""
