@@ -68,3 +68,23 @@ def test_a_replica_error_is_printed_once_while_serve_still_retries(capsys):
     _say_new_messages(retrying, said)
     _say_new_messages(status("DEPLOYING", router=("HEALTHY", "all good")), said)
     assert capsys.readouterr().err == "[routerllm] ingress: failed to start 1 time: LearnerNotReadyError ...\n"
+
+
+def test_while_stopping_a_repeated_sigterm_is_ignored_and_a_second_ctrl_c_forces_exit(monkeypatch):
+    """The same stop often arrives twice (make passes SIGTERM on; a group kill reaches both): the clean shutdown
+    must not be cut short by it, but a person's second Ctrl-C ends the process at once."""
+    import signal
+
+    from serve_app import runner
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    exits = []
+    monkeypatch.setattr(runner.os, "_exit", exits.append)
+    try:
+        runner._while_stopping()
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+        signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+        assert exits == [130]
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
