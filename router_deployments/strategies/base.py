@@ -33,6 +33,12 @@ class RouteContext:
     weights: ObjectiveWeights = field(default_factory=ObjectiveWeights)
     carbon_budget_left: float = 1.0
     """Fraction of the carbon budget still unspent, in [0, 1]."""
+    cost_budget_left: float = 1.0
+    """Fraction of the USD budget still unspent, in [0, 1]."""
+    window_left: float = 1.0
+    """Fraction of the budget window still to come, in [0, 1] (1.0: the window has just begun, or no budget)."""
+    grid_intensity: float | None = None
+    """Grid carbon intensity now, gCO2eq/kWh (None: the config's constant)."""
 
 
 # The strategy name of a decision no strategy made: the request named its expert (model = an expert's name).
@@ -78,6 +84,7 @@ class Experience:
     carbon_g: float = 0.0
     latency_s: float = 0.0
     carbon_budget_left: float = 1.0
+    window_left: float = 1.0
 
 
 def softmax(x: np.ndarray, temperature: float = 1.0) -> np.ndarray:
