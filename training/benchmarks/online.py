@@ -50,16 +50,17 @@ BENCH_LEARNER: dict[str, Any] = {
     "keep_versions": 4,
     "feedback_ttl_s": None,
 }
-# Exploration: a cold start explores more and longer than a warm start from an offline fit. Cold 0.1 -> 0.01 over
-# 1,000 experiences beat 0.2 -> 0.02 over 2,000 for rl on mix4 (lam 0.5: 0.756 vs 0.731). moe has no epsilon
-# (its config has no such field), so these only reach strategies that explore.
+# Exploration (epsilon of uniform choice; both rl and moe explore): a cold start explores more and longer than a warm
+# start from an offline fit.
 EXPLORATION: dict[str, dict[str, float]] = {
-    "cold": {"epsilon_start": 0.1, "epsilon_end": 0.01, "epsilon_decay_experiences": 1000},
+    "cold": {"epsilon_start": 0.05, "epsilon_end": 0.01, "epsilon_decay_experiences": 1000},
     "warm": {"epsilon_start": 0.05, "epsilon_end": 0.01, "epsilon_decay_experiences": 1000},
 }
-# Strategy settings of the online learners (their own config fields), on top of each strategy's defaults. The gate
-# learns online with a larger step than offline (mix4, lam 0.5, cold: 0.763 at 3e-3 vs 0.738 at 1e-3).
-STRATEGY_CONFIG: dict[str, dict[str, Any]] = {"moe": {"learning_rate": 3e-3}}
+# Strategy settings of the online learners (their own config fields), on top of each strategy's defaults: both route
+# on the Bayesian head (outcome_head.py) blended with their network by network_weight. The gate learns online with a
+# larger step than offline (mix4, lam 0.5, cold: 0.763 at 3e-3 vs 0.738 at 1e-3).
+HEAD: dict[str, Any] = {"head": {"features": 0, "ridge": 10.0}, "network_weight": 0.0}
+STRATEGY_CONFIG: dict[str, dict[str, Any]] = {"rl": {**HEAD}, "moe": {"learning_rate": 3e-3, **HEAD}}
 
 
 @dataclass
