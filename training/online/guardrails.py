@@ -7,9 +7,11 @@
        V(pi) = sum_i 1[pi(x_i) = a_i] r_i / p_i  /  sum_i 1[pi(x_i) = a_i] / p_i,
    with a_i the logged expert and p_i the probability the logging router gave it (from the outcome's `probs`,
    clipped at `min_propensity`; 1 when absent, which reduces it to the mean reward where the choices agree).
-   The advantage V(candidate) - V(live) gets a bootstrap confidence bound (the held-back experiences resampled
-   `n_boot` times, both estimates recomputed on each resample, so their correlation is kept): a candidate is
-   refused only when the upper `confidence` bound of its advantage is below -margin. A point estimate on a small
+   The advantage V(candidate) - V(live) is estimated as one paired IPS mean,
+       D = 1/n sum_i (1[cand(x_i) = a_i] - 1[live(x_i) = a_i]) (r_i - mean r) / p_i,
+   in which the prompts where both policies agree cancel exactly, and gets a bootstrap confidence interval (the
+   held-back experiences resampled `n_boot` times): a candidate is refused only when the upper end of the
+   two-sided `confidence` interval is below -margin. A point estimate on a small
    slice refuses many good candidates for noise (training/benchmarks/guardrail_rates.py measures both error
    rates). With fewer than `min_matches` agreeing held-back experiences the check is skipped (`checked` False).
 """
@@ -100,16 +102,13 @@ def compare_policies(
     out.update(difference=None, lower_bound=None, upper_bound=None)
     if not out["checked"]:
         return out
-    out["difference"] = out["candidate"] - out["live"]
+    # The advantage as one paired IPS mean: where the two policies agree the terms cancel exactly, so only the
+    # prompts where they differ add variance; the mean reward is subtracted as a control variate (the weights
+    # 1[cand = a]/p - 1[live = a]/p have mean zero).
+    terms = (weights["candidate"] - weights["live"]) * (rewards - rewards.mean())
+    out["difference"] = float(terms.mean())
     counts = np.random.default_rng(seed).multinomial(len(rewards), np.full(len(rewards), 1 / len(rewards)), n_boot)
-    values = []
-    for w in (weights["candidate"], weights["live"]):
-        total = counts @ w
-        values.append(np.where(total > 0, (counts @ (w * rewards)) / np.maximum(total, 1e-300), np.nan))
-    diffs = values[0] - values[1]
-    diffs = diffs[np.isfinite(diffs)]
-    if len(diffs) == 0:  # every resample missed one policy's matches: no spread to bound
-        diffs = np.array([out["difference"]])
+    diffs = counts @ terms / len(rewards)
     tail = (1.0 - confidence) / 2.0
     out["lower_bound"], out["upper_bound"] = (float(q) for q in np.quantile(diffs, [tail, 1.0 - tail]))
     return out
