@@ -76,6 +76,8 @@ def status(url: str) -> dict:
 def test_the_learner_is_ready_with_the_graph_and_says_how_it_started(learning_url):
     moe = status(learning_url)["strategies"]["moe"]  # answers at once: the ingress waited for the actor
     assert moe["start"] == "cold" and moe["live_version"] >= 1
+    assert moe["epsilon"] == 0.2  # moe explores: the learner publishes its rate with the live version
+    assert set(moe["exploration"]) == {"logged_answers", "explored_share", "mean_logged_propensity"}
 
 
 def test_feedback_errors(learning_url):
