@@ -123,7 +123,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         ax.bar(x + (k - 1.5) * 0.2, [r[rule_name][key] for r in results], 0.2, label=f"{rule_name}: {key}")
     ax.set_xticks(x, labels)
     ax.set_ylabel("rate")
-    ax.set_title("publish guardrail errors by replay (point estimate vs confidence bound)")
+    ax.set_title("publish guardrail errors by replay: point estimate vs confidence bound", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
