@@ -222,12 +222,17 @@ def get_or_create_learner(
     name: str = LEARNER_NAME,
     num_cpus: float = 0.5,
     poll_interval_s: float = 0.05,
+    node_ip: str | None = None,
 ):
-    """The named, detached learner actor; created on first call (Ray must be initialised)."""
+    """The named, detached learner actor; created on first call (Ray must be initialised). With `node_ip` it is
+    placed, and restarted, only on that node (its `node:<ip>` resource): where its SQLite store and checkpoints
+    are. Without it Ray may restart it on any node, which is right only for a data_dir every node shares."""
     import ray
 
     actor_cls = ray.remote(LearnerActor)
+    placement = {"resources": {f"node:{node_ip}": 0.001}} if node_ip else {}
     return actor_cls.options(
+        **placement,
         name=name,
         namespace=namespace,
         lifetime="detached",
