@@ -91,14 +91,14 @@ async def learner_pid(url: str) -> int | None:
     return r.json()["actor"]["pid"] if r.status_code == 200 else None
 
 
-async def kill_role(role: str, root_pid: int, url: str, now: Callable[[], float]) -> Kill:
+async def kill_role(role: str, root_pid: int, url: str, now: Callable[[], float], app: str = "default") -> Kill:
     """SIGKILL one process of `role` (router: the first router replica; expert: the busiest expert's replica;
-    learner: the learner actor)."""
+    learner: the learner actor) of the Serve application `app`."""
     if role == "learner":
         target, pid = "routerllm-learner", await learner_pid(url)
     else:
         target = "router" if role == "router" else await busiest_expert(url)
-        pids = descendants_titled(root_pid, replica_title(target))
+        pids = descendants_titled(root_pid, replica_title(target, app))
         pid = pids[0] if pids else None
     if pid is None:
         raise RuntimeError(f"no {role} process ({target}) found under pid {root_pid}")

@@ -207,8 +207,8 @@ def phases(samples: list[Sample], kills: list[Kill]) -> dict[str, dict[str, Any]
     last = max(k.at + max(k.recovery_s or 0.0, k.replaced_s or 0.0) for k in kills)
     return {
         "before": latency_figures([s for s in samples if s.sent < first]),
-        "during": latency_figures([s for s in samples if first <= s.sent < last]),
-        "after": latency_figures([s for s in samples if s.sent >= last]),
+        "during": latency_figures([s for s in samples if first <= s.sent <= last]),
+        "after": latency_figures([s for s in samples if s.sent > last]),
         "all": latency_figures(samples),
     }
 
