@@ -89,7 +89,9 @@ def answered_ids(url) -> list[str]:
 # --- what hypothesis sends ----------------------------------------------------------------------------------
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40)
 json_values = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4), 12
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=12,
 )
 roles = st.sampled_from(["user", "system", "assistant", "tool", "developer", "robot", ""]) | st.text(max_size=8)
 contents = (
@@ -143,7 +145,12 @@ def send(url: str, method: str, path: str, body=None, content_type="application/
     return response
 
 
+SEEN: dict[str, set[int]] = {}
+"""Statuses seen per path: the last test checks the examples reached both the answering and the refusing code."""
+
+
 def assert_no_5xx(response: httpx.Response) -> None:
+    SEEN.setdefault(response.request.url.path, set()).add(response.status_code)
     assert response.status_code < 500, (response.request.url, response.status_code, response.text[:500])
     if response.status_code >= 400:  # a JSON error that says what went wrong: ours, or FastAPI's unknown route
         body = response.json()
@@ -201,6 +208,9 @@ def test_console_assets_by_any_name_never_5xx(url, name):
 
 
 def test_the_graph_keeps_serving_after_all_of_it(url):
+    for path in ("/v1/chat/completions", "/v1/route"):
+        assert 200 in SEEN[path] and 400 in SEEN[path], SEEN  # valid and invalid examples both reached the server
+    assert {400, 404} <= SEEN["/v1/feedback"] and 415 in SEEN["/v1/route"], SEEN
     assert httpx.get(url + "/healthz", timeout=TIMEOUT).json()["status"] == "ok"
     r = httpx.post(url + "/v1/chat/completions", json={"messages": [{"role": "user", "content": "still here?"}]})
     assert r.status_code == 200, r.text

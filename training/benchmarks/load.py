@@ -82,7 +82,9 @@ def graph_config(config: LoadBenchConfig, root: Path) -> tuple[dict, dict[str, i
         entry.update(num_cpus=0.05, max_new_tokens=4096)
         experts.append(entry)
     graph = {
-        "server": {"max_prompt_chars": 200_000, "request_timeout_s": 10, "request_deadline_s": 30},
+        # Replay experts answer in milliseconds: a 2 s attempt timeout turns a call stuck on a dead replica into a
+        # retry, then a failover, and the failures open its circuit for the requests after it.
+        "server": {"max_prompt_chars": 200_000, "request_timeout_s": 2, "request_deadline_s": 30},
         "embedding": {"num_cpus": 0.2, "threads": 1},
         "router": {
             "strategies": {"moe": {"seed": config.seed}},
