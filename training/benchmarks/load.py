@@ -192,12 +192,14 @@ async def chaos(traffic: Traffic, graph: ServedGraph, rate: float, config: LoadB
 
 
 def recovery(kills: list[Kill], samples: list[Sample], p99_ms: float, end: float) -> None:
-    """Per kill: seconds from the kill to the send time of the last request it hurt (failed or over the bound),
-    looking until the next kill."""
+    """Per kill: seconds from the kill to the send time of the last request it hurt (failed or over the bound).
+    A hurt request belongs to the last kill before it ended (one sent just before a kill is hurt by that kill)."""
     for i, kill in enumerate(kills):
-        until = kills[i + 1].at if i + 1 < len(kills) else end
+        until = kills[i + 1].at if i + 1 < len(kills) else end + 3600
         hurt = [
-            s.sent for s in samples if kill.at <= s.sent < until and (s.status != 200 or s.latency_s * 1000 > p99_ms)
+            s.sent
+            for s in samples
+            if kill.at <= s.sent + s.latency_s < until and (s.status != 200 or s.latency_s * 1000 > p99_ms)
         ]
         kill.recovery_s = round(max(hurt) - kill.at, 2) if hurt else 0.0
         kill.hurt_requests = len(hurt)

@@ -41,6 +41,10 @@ def test_recovery_is_the_last_hurt_request_after_each_kill_and_phases_split_arou
     recovery(kills, rows, p99_ms=1000, end=40)
     assert (kills[0].recovery_s, kills[0].hurt_requests) == (2.0, 2)  # the 503 at 20 s belongs to the next kill
     assert (kills[1].recovery_s, kills[1].hurt_requests) == (1.0, 1)
+    # A request sent before the second kill but answered after it is that kill's.
+    late = samples((18.5, 2000, 200))
+    recovery(kills, rows + late, p99_ms=1000, end=40)
+    assert (kills[0].hurt_requests, kills[1].hurt_requests, kills[1].recovery_s) == (2, 2, 1.0)
     split = phases(rows, kills)
     assert split["before"]["requests"] == 1 and split["after"]["requests"] == 2
     assert split["during"]["failed"] == 2 and split["all"]["requests"] == 8
