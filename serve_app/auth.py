@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -30,6 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from serve_app.config import AuthSettings
 from serve_app.errors import APIError
+
+logger = logging.getLogger("routerllm.ingress")
 
 USER_KEYS_ENV = "ROUTERLLM_API_KEYS"
 ADMIN_KEYS_ENV = "ROUTERLLM_ADMIN_KEYS"
@@ -198,3 +202,38 @@ def caller_of(request: Request) -> Caller:
     if caller is None:
         raise RuntimeError("caller_of() before the gate: call Gate.user/admin at the top of the endpoint")
     return caller
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only (localhost, 127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def open_exposure(host: str) -> str | None:
+    """Why a graph without keys must not listen on `host` (None on loopback)."""
+    if is_loopback(host):
+        return None
+    return (
+        f"refusing to listen on {host} without API keys: set {USER_KEYS_ENV} and {ADMIN_KEYS_ENV} (comma lists) or "
+        "auth.keys_file in the config, or serve on 127.0.0.1"
+    )
+
+
+def refuse_open_exposure() -> None:
+    """In an ingress replica of a graph without keys: fail its start when Serve listens beyond loopback (a
+    `serve run` whose http_options.host is 0.0.0.0; the runner refuses that before it starts anything)."""
+    try:
+        from ray.serve.context import _get_global_client
+
+        host = _get_global_client().http_config.host
+    except Exception as e:  # noqa: BLE001 - a private Serve API: if it moves, warn rather than refuse to serve
+        logger.warning("could not read Serve's HTTP host to check that an open graph stays on loopback: %r", e)
+        return
+    refusal = open_exposure(host)
+    if refusal:
+        raise RuntimeError(refusal)

@@ -19,7 +19,7 @@ from ray.serve.handle import DeploymentHandle
 
 from experts.base import GenerationRequest
 from serve_app.api_models import ChatCompletionRequest, FeedbackRequest, RollbackRequest, RouteRequest, UnpinRequest
-from serve_app.auth import Gate, KeyRing
+from serve_app.auth import Gate, KeyRing, refuse_open_exposure
 from serve_app.config import ROUTER_MODEL, AppConfig
 from serve_app.console import console_file, router_summary
 from serve_app.dispatch import Dispatcher, StreamDelta, no_answer
@@ -65,6 +65,8 @@ class Ingress:
         keys: KeyRing | None = None,
     ):
         keys = keys or KeyRing()
+        if keys.open:
+            refuse_open_exposure()
         self.gate = Gate(keys)  # every endpoint but /healthz and /ui passes it first (serve_app/auth.py)
         (logger.warning if keys.open else logger.info)("ingress: %s", keys.describe())
         self.limits = RateLimits(config.limits, keyed=not keys.open)
