@@ -57,7 +57,7 @@ class LearnerConfig(_Strict):
     publish_margin: float = Field(0.02, ge=0, description="Largest estimated reward drop a candidate may have.")
     feedback_ttl_s: float | None = Field(7 * 86400.0, gt=0, description="Feedback older than this is refused.")
     feedback_cap_per_key: int | None = Field(
-        200,
+        50,
         ge=1,
         description="Most feedbacks of one API key the learner reads per window; the rest are stored, "
         "not learned (bounds what one key can do to the live policy; None: no cap; an open graph is not capped).",
