@@ -20,12 +20,14 @@ __all__ = [
     "REPO_ROOT",
     "ROUTER_MODEL",
     "AppConfig",
+    "AuthSettings",
     "CarbonConfig",
     "CircuitBreakerConfig",
     "ConfigError",
     "EmbeddingConfig",
     "LearnerSettings",
     "LearnerStorageError",
+    "RateLimitSettings",
     "RouterConfig",
     "ServerConfig",
     "load_config",
@@ -113,6 +115,40 @@ class ServerConfig(ReplicaSettings):
     def default_max_ongoing_requests(self) -> int:
         """INGRESS_MAX_ONGOING_REQUESTS."""
         return INGRESS_MAX_ONGOING_REQUESTS
+
+
+class AuthSettings(_Strict):
+    """API keys. The keys themselves never sit in the YAML: they come from $ROUTERLLM_API_KEYS and
+    $ROUTERLLM_ADMIN_KEYS (comma lists) and from `keys_file`, a file of their SHA-256 hashes (serve_app/auth.py)."""
+
+    keys_file: str | None = Field(
+        None,
+        description="File of hashed keys, one per line: `user <sha256 hex>` or `admin <sha256 hex>` (# comments); "
+        "combined with the keys of the environment. Relative to the directory the graph is started from.",
+    )
+    min_key_chars: int = Field(20, ge=1, description="Shortest key accepted from the environment (refused at start).")
+
+    @model_validator(mode="after")
+    def _absolute_keys_file(self) -> AuthSettings:
+        if self.keys_file:
+            self.keys_file = absolute_path(self.keys_file)
+        return self
+
+
+class RateLimitSettings(_Strict):
+    """Per-key rate limits, shared by every ingress replica through one Ray actor (serve_app/rate_limits.py). They
+    apply to keyed callers; a graph without keys has no callers to tell apart and is not limited."""
+
+    requests_per_min: int | None = Field(600, gt=0, description="Requests per minute per key (None: no limit).")
+    tokens_per_min: int | None = Field(
+        200_000, gt=0, description="Prompt + completion tokens per minute per key, charged once answered."
+    )
+    feedback_per_min: int | None = Field(120, gt=0, description="Feedback scores per minute per key.")
+    actor_name: str = Field("routerllm-rate-limits", description="Name of the detached limiter actor.")
+    namespace: str = Field("routerllm", description="Ray namespace of the limiter actor.")
+    timeout_s: float = Field(
+        1.0, gt=0, description="Time allowed for one limiter call; past it the request goes through (logged)."
+    )
 
 
 class LearnerStorageError(ValueError):
@@ -210,6 +246,8 @@ class AppConfig(_Strict):
     carbon: CarbonConfig = Field(default_factory=CarbonConfig)
     experts: list[ExpertSpec] = Field(min_length=1)
     learner: LearnerSettings | None = None
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
 
     @model_validator(mode="after")
     def _learner_trains_what_the_router_serves(self) -> AppConfig:

@@ -69,6 +69,7 @@ def outcome_records(routed: RoutedRequest, answers: list[ExpertAnswer]) -> list[
             tokens_out=a.result.tokens_out,
             cost_usd=a.cost_usd,
             carbon_g=a.carbon_g,
+            caller=routed.caller,
         )
         for rank, a in enumerate(answers)
     ]
