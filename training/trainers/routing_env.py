@@ -1,4 +1,5 @@
-"""Routing as a one-step environment that replays a full-information outcome table.
+"""Routing as an environment that replays a full-information outcome table: one request per episode, or a budget
+window of requests per episode.
 
 An episode is one request: a training prompt, a random objective-weight vector and a random carbon budget. The
 observation is the rl router's state (router_deployments.strategies.rl.state_features), the action is an expert,
@@ -6,6 +7,11 @@ the reward is training/rewards.py's multi-objective reward of what that expert r
 prompt, and the episode ends. Because the table holds every expert's outcome, `OutcomeRewards` can also give the
 rewards of the experts not chosen (full-information replay), which our own DQN loop uses; RLlib sees only the
 chosen one, as an online router would.
+
+`BudgetWindows` is the other episode shape: a window of requests sharing one carbon budget (routerllm
+bench-budget). The state adds the budget and window left, a call spends its expert's carbon, the serving guard
+(router_deployments/budget_guard.py) decides which experts a call can afford, and the reward carries the budget
+bonus and overrun penalty (training/rewards.budget_terms); an overrun ends the episode.
 """
 
 from __future__ import annotations
@@ -16,9 +22,16 @@ import gymnasium as gym
 import numpy as np
 
 from experts.catalog import ExpertCatalog
+from router_deployments import budget_guard
 from router_deployments.objectives import ExpertProfile
-from router_deployments.strategies.rl import normalised_weights, sample_objective_weights, state_features
-from training.rewards import RewardConfig, normalised_costs, weighted_reward
+from router_deployments.strategies.rl import (
+    N_BUDGET_FEATURES,
+    N_WEIGHT_FEATURES,
+    normalised_weights,
+    sample_objective_weights,
+    state_features,
+)
+from training.rewards import RewardConfig, budget_terms, normalised_costs, weighted_reward
 
 
 @dataclass
@@ -99,10 +112,11 @@ class RoutingEnv(gym.Env):
         config = config or {}
         self.outcomes: OutcomeRewards = config["outcomes"]
         emb = self.outcomes.embeddings
-        # Unit embeddings lie in [-1, 1]; the budget and the normalised weights in [0, 1].
+        # Unit embeddings lie in [-1, 1]; the budget features and the normalised weights in [0, 1].
         bound = max(1.0, float(np.abs(emb).max(initial=0.0)))
-        low = np.concatenate([np.full(emb.shape[1], -bound), np.zeros(5)]).astype(np.float32)
-        high = np.concatenate([np.full(emb.shape[1], bound), np.ones(5)]).astype(np.float32)
+        extra = N_BUDGET_FEATURES + N_WEIGHT_FEATURES
+        low = np.concatenate([np.full(emb.shape[1], -bound), np.zeros(extra)]).astype(np.float32)
+        high = np.concatenate([np.full(emb.shape[1], bound), np.ones(extra)]).astype(np.float32)
         self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
         self.action_space = gym.spaces.Discrete(self.outcomes.n_experts)
         self._rng = np.random.default_rng(config.get("seed", 0))
@@ -124,3 +138,95 @@ class RoutingEnv(gym.Env):
         self._ctx = None
         # One request is the whole episode: terminated, and the returned observation is never used.
         return np.zeros(self.observation_space.shape, np.float32), float(rewards[int(action)]), True, False, info
+
+
+@dataclass
+class WindowStep:
+    """One step of a batch of parallel budget windows, with every expert's transition (full information).
+
+    Shapes: obs [n, dim]; allowed [n, M]; rewards, dones [n, M]; next_obs [n, M, dim]; next_allowed [n, M, M]."""
+
+    obs: np.ndarray
+    allowed: np.ndarray
+    """Experts each request can afford (budget_guard.affordable)."""
+    rewards: np.ndarray
+    dones: np.ndarray
+    """Whether the window ends after that expert's call: the last request, or an overrun."""
+    next_obs: np.ndarray
+    next_allowed: np.ndarray
+    quality: np.ndarray
+    """Recorded quality [n, M] of every expert on the request."""
+
+
+class BudgetWindows:
+    """Parallel budget windows over an outcome table: the episodes of the rl trainer's --window mode.
+
+    A window is `window` requests drawn from `rows`; its carbon budget is `budget_frac` x what always routing to
+    the dirtiest expert would spend on it (carbon in units of that expert's call, catalog carbon_norm). Request t
+    (0-based) sees state_features(embedding, carbon left / budget, (window - t) / window, quality-only weights).
+    Its reward for expert a is the expert's recorded quality minus `baseline` (a constant per request: with a fixed
+    window length it moves every action's value alike and keeps the values small), plus the budget bonus when the
+    call leaves the rest of the window its reserve at the greenest expert, minus the overrun penalty (and the end
+    of the episode) when it does not.
+    """
+
+    def __init__(
+        self,
+        outcomes: OutcomeRewards,
+        window: int,
+        budget_frac: float,
+        reward: RewardConfig | None = None,
+        baseline: float | None = None,
+    ):
+        if window < 1:
+            raise ValueError(f"a budget window needs at least one request, got {window}")
+        if not 0 < budget_frac:
+            raise ValueError(f"the budget fraction must be positive, got {budget_frac}")
+        self.outcomes, self.window, self.budget_frac = outcomes, window, budget_frac
+        self.carbon = outcomes.carbon_norm
+        self.budget = budget_frac * window * float(self.carbon.max())
+        self.reward = reward or outcomes.reward
+        self.baseline = float(outcomes.quality.mean()) if baseline is None else float(baseline)
+        self.weights = np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32)
+
+    def new_windows(self, rng: np.random.Generator, n: int, rows: np.ndarray) -> np.ndarray:
+        """The table rows of n windows [n, window], each drawn without replacement where `rows` allows."""
+        rows = np.asarray(rows)
+        replace = len(rows) < self.window
+        return np.stack([rng.choice(rows, size=self.window, replace=replace) for _ in range(n)])
+
+    def reserve(self, t: int) -> float:
+        """Carbon kept for the requests after request t (budget_guard.reserve_for)."""
+        return budget_guard.reserve_for(self.carbon, self.window - t - 1)
+
+    def observe(self, rows: np.ndarray, t: int, carbon_left: np.ndarray) -> np.ndarray:
+        """States [n, dim] of request t of each window, `carbon_left` [n] unspent."""
+        n = len(carbon_left)
+        window_left = np.full(n, (self.window - t) / self.window)
+        return state_features(
+            self.outcomes.embeddings[rows[:, t]], carbon_left / self.budget, self.weights, window_left
+        )
+
+    def allowed(self, t: int, carbon_left: np.ndarray) -> np.ndarray:
+        """[n, M] experts request t of each window can afford."""
+        return np.stack([budget_guard.affordable(self.carbon, c, self.reserve(t)) for c in carbon_left])
+
+    def step(self, rows: np.ndarray, t: int, carbon_left: np.ndarray) -> WindowStep:
+        """Every expert's transition at request t of each window (see WindowStep)."""
+        n, m = len(carbon_left), len(self.carbon)
+        obs = self.observe(rows, t, carbon_left)
+        allowed = self.allowed(t, carbon_left)
+        quality = self.outcomes.quality[rows[:, t]]
+        rewards = quality - self.baseline + budget_terms(allowed, self.reward)
+        last = t == self.window - 1
+        dones = np.where(allowed, float(last), 1.0)
+        after = carbon_left[:, None] - self.carbon[None, :]  # [n, M]
+        if last:
+            next_obs = np.repeat(obs[:, None, :], m, axis=1)  # never used: done
+            next_allowed = np.ones((n, m, m), dtype=bool)
+        else:
+            flat = after.reshape(-1)
+            next_rows = np.repeat(rows, m, axis=0)
+            next_obs = self.observe(next_rows, t + 1, flat).reshape(n, m, -1)
+            next_allowed = self.allowed(t + 1, flat).reshape(n, m, m)
+        return WindowStep(obs, allowed, rewards, dones, next_obs, next_allowed, quality)

@@ -115,11 +115,14 @@ def test_replay_ring_overwrites_the_oldest():
 
 # --- routing --------------------------------------------------------------------------------------------
 def test_state_features():
-    obs = state_features(np.ones((2, 3)), [0.5, 2.0], np.array([[1.0, 3.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]))
-    assert obs.shape == (2, 3 + 1 + 4)
+    weights = np.array([[1.0, 3.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    obs = state_features(np.ones((2, 3)), [0.5, 2.0], weights, window_left=[0.25, -1.0])
+    assert obs.shape == (2, 3 + 2 + 4)
     assert obs[:, 3].tolist() == [0.5, 1.0]  # budget clipped to [0, 1]
-    assert obs[0, 4:].tolist() == [0.25, 0.75, 0.0, 0.0]  # weights scaled to sum to one
-    assert obs[1, 4:].tolist() == [1.0, 0.0, 0.0, 0.0]  # all-zero weights mean quality only
+    assert obs[:, 4].tolist() == [0.25, 0.0]  # window left, clipped too
+    assert obs[0, 5:].tolist() == [0.25, 0.75, 0.0, 0.0]  # weights scaled to sum to one, last
+    assert obs[1, 5:].tolist() == [1.0, 0.0, 0.0, 0.0]  # all-zero weights mean quality only
+    assert state_features(np.ones((1, 3)), 1.0, weights[:1])[0, 4] == 1.0  # no window: a window just begun
     assert normalised_weights(np.array([2.0, 2.0, 0.0, 0.0])).tolist() == [0.5, 0.5, 0.0, 0.0]
 
 
