@@ -284,6 +284,9 @@ def add_bench_budget_command(subparsers: argparse._SubParsersAction) -> None:
         metavar="POLICY.OPTION=VALUE",
         help="a trainer option of rl (rl_bn shares it) or moe, e.g. rl.total_steps=20000 (repeatable)",
     )
+    parser.add_argument(
+        "--predictor", default="moe", choices=["moe", "knn"], help="quality predictor of the two baselines"
+    )
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm bars")
     _add_data_options(parser)
     parser.set_defaults(run=run_bench_budget)
@@ -310,6 +313,7 @@ def run_bench_budget(args: argparse.Namespace) -> int:
         limit=args.limit,
         options=parse_dotted(args.set_options, "--set"),
         guard=args.guard,
+        predictor=args.predictor,
         embedder=args.embedder,
         progress=args.progress,
     )

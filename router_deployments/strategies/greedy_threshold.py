@@ -1,7 +1,7 @@
 """Greedy-threshold carbon-budget baseline: the greenest expert whose predicted quality is within a margin of the
 best, the margin widening as the budget drains.
 
-For each request, with kNN-predicted utilities u_j (quality under the request's weights) and the budget's pace
+For each request, with predicted utilities u_j (quality under the request's weights) and the budget's pace
 (budget_pacing.pacing_gap: window_left - carbon_budget_left),
 
     margin   = max(0, margin + widen * gap)
@@ -20,11 +20,10 @@ import numpy as np
 from pydantic import Field
 
 from router_deployments.strategies.base import RouteContext
-from router_deployments.strategies.budget_pacing import BudgetPacedStrategy, pacing_gap
-from router_deployments.strategies.knn import KnnConfig
+from router_deployments.strategies.budget_pacing import BudgetPacedConfig, BudgetPacedStrategy, pacing_gap
 
 
-class GreedyThresholdConfig(KnnConfig):
+class GreedyThresholdConfig(BudgetPacedConfig):
     """The margin of predicted quality given up for carbon, and how fast it widens with the budget's pace."""
 
     margin: float = Field(0.05, ge=0, description="Predicted quality given up at an even pace of the budget.")
@@ -50,7 +49,3 @@ class GreedyThresholdStrategy(BudgetPacedStrategy):
         eligible = below_best >= -self.margins(contexts)[:, None] - 1e-12
         greenness = 2.0 - self.profile.carbon_norm.astype(np.float64)[None, :]
         return np.where(eligible, greenness, below_best - 1.0)
-
-    def architecture(self) -> dict:
-        """The kNN index's shape and the threshold rule's settings."""
-        return {**super().architecture(), "rule": "greedy_threshold"}

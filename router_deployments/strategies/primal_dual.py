@@ -2,7 +2,7 @@
 
 The budget constraint of a window (carbon spent <= budget) gets a Lagrange multiplier, the price lambda of one unit
 of carbon (carbon_norm: the dirtiest expert's call is 1) in units of predicted utility. Each request takes the
-expert with the best kNN-predicted utility net of its carbon at that price (the primal step):
+expert with the best predicted utility net of its carbon at that price (the primal step):
 
     choice = argmax_j  u_j - lambda * carbon_norm_j,     lambda = max(0, price + step * gap)
 
@@ -15,17 +15,14 @@ price <- max(0, price + price_rate * gap). With no budget (both fractions 1) the
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from pydantic import Field
 
 from router_deployments.strategies.base import RouteContext
-from router_deployments.strategies.budget_pacing import BudgetPacedStrategy, pacing_gap
-from router_deployments.strategies.knn import KnnConfig
+from router_deployments.strategies.budget_pacing import BudgetPacedConfig, BudgetPacedStrategy, pacing_gap
 
 
-class PrimalDualConfig(KnnConfig):
+class PrimalDualConfig(BudgetPacedConfig):
     """The starting dual price of carbon and its two step sizes."""
 
     price: float = Field(0.1, ge=0, description="Dual price of carbon a window starts from (utility per carbon_norm).")
@@ -56,22 +53,3 @@ class PrimalDualStrategy(BudgetPacedStrategy):
         if self.config.price_rate > 0:
             self.price = max(0.0, self.price + self.config.price_rate * float(pacing_gap(contexts).sum()))
         return utility - prices[:, None] * self.profile.carbon_norm.astype(np.float64)[None, :]
-
-    # --- checkpoint: the kNN index and the learned starting price ---------------------------------------------
-    def architecture(self) -> dict[str, Any]:
-        """The kNN index's shape and the rule."""
-        return {**super().architecture(), "rule": "primal_dual"}
-
-    def state_dict(self) -> dict[str, Any]:
-        """The kNN index and the current starting price."""
-        import torch
-
-        return {**super().state_dict(), "price": torch.tensor([self.price], dtype=torch.float64)}
-
-    def load_state_dict(self, state: dict[str, Any], version: int | None = None) -> None:
-        """Load the index and, when present, the learned price."""
-        state = dict(state)
-        price = state.pop("price", None)
-        super().load_state_dict(state, version)
-        if price is not None:
-            self.price = float(price.reshape(-1)[0])

@@ -30,6 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from router_deployments.objectives import TYPICAL_TOKENS_IN, TYPICAL_TOKENS_OUT
+from router_deployments.strategies.budget_pacing import PREDICTORS
 from training.benchmarks.budget_policies import POLICIES, PolicyFactory
 from training.benchmarks.budget_replay import cut_windows, replay_windows, run_metrics
 from training.benchmarks.budget_report import plot_budget_runs
@@ -62,6 +63,8 @@ class BudgetBenchConfig:
     """Trainer options of rl (rl_bn shares them) and moe, e.g. {"rl": ["--total_steps", "5000"]}."""
     guard: bool = True
     """Send every choice through the budget guard (off: the policies' own budget awareness alone)."""
+    predictor: str = "moe"
+    """Quality predictor of the two baselines: the trained moe gate or the kNN index."""
     embedder: str | None = None
     progress: bool = True
 
@@ -73,6 +76,8 @@ class BudgetBenchConfig:
         bad = [f for f in self.budget_fracs if not 0 < f <= 1]
         if bad or not self.budget_fracs:
             raise ValueError(f"budget fractions must be in (0, 1], got {bad or self.budget_fracs}")
+        if self.predictor not in PREDICTORS:
+            raise ValueError(f"Invalid predictor {self.predictor!r}. Available predictors are {list(PREDICTORS)}")
         if self.window < 1:
             raise ValueError(f"--window must be at least 1 request, got {self.window}")
         stray = set(self.options) - {"rl", "moe"}
@@ -102,7 +107,9 @@ def run_budget_bench(config: BudgetBenchConfig) -> dict[str, Any]:
     largest = int(np.argmax([e.params_b for e in catalog.experts]))
     stream = np.random.default_rng(config.seed).permutation(len(held_out))
     windows = cut_windows(stream, config.window)
-    factory = PolicyFactory(data, config.window, carbon, config.seed, config.options, progress=config.progress)
+    factory = PolicyFactory(
+        data, config.window, carbon, config.seed, config.options, progress=config.progress, predictor=config.predictor
+    )
     results: dict[str, Any] = {
         "config": asdict(config),
         "n_train": len(data.train),

@@ -4,8 +4,9 @@
   bootstrapping across the window), plain trunk; `rl_bn`: the same with the seed's trunk (BatchNorm, dropout 0.2).
 - `moe`: the moe strategy (train_moe) routing with a carbon weight in its multi-objective adjustment, the weight
   that reaches the best quality on the training windows.
-- `greedy_threshold` and `primal_dual`: the two baselines (router_deployments/strategies/), their kNN index fitted
-  on the training part, their margin / dual price and step tuned on the training windows by a small grid.
+- `greedy_threshold` and `primal_dual`: the two baselines (router_deployments/strategies/), decision rules over a
+  quality predictor (the same trained moe gate as `moe` by default, so that the policies differ by their rule, or
+  the kNN index), their margin / dual price and step tuned on the training windows by a small grid.
 
 Every policy goes through the same budget guard in the replay (budget_replay.py). Tuning replays the training
 prompts as windows of the benchmark's length; the best setting is the one with the highest mean quality there
@@ -64,9 +65,10 @@ class PolicyFactory:
         seed: int = 0,
         options: dict[str, list[str]] | None = None,
         progress: bool = True,
+        predictor: str = "moe",
     ):
         self.data, self.window, self.call_carbon, self.seed = data, window, np.asarray(call_carbon), seed
-        self.options, self.progress = options or {}, progress
+        self.options, self.progress, self.predictor = options or {}, progress, predictor
         rng = np.random.default_rng(seed + 1)
         orders = [rng.permutation(len(data.train)) for _ in range(TUNING_PASSES)]
         self.tuning_windows = [w for order in orders for w in cut_windows(order, window)]
@@ -115,16 +117,24 @@ class PolicyFactory:
         return params | {"train_quality": quality, "train_carbon_frac": -neg_carbon}, strategy, weights
 
     # --- the policies -------------------------------------------------------------------------------------
-    def knn_index(self) -> KnnStrategy:
+    def knn(self) -> KnnStrategy:
+        """RouterBench's kNN router indexed on the training part (fitted once)."""
         if self._knn is None:
             data = self.data
             self._knn = KnnStrategy(data.catalog).fit(data.train_embeddings, data.train.scores)
         return self._knn
 
-    def _index_into(self, strategy: KnnStrategy) -> KnnStrategy:
-        index = self.knn_index()
-        strategy.embeddings, strategy.scores = index.embeddings, index.scores
-        return strategy
+    def moe(self) -> RoutingStrategy:
+        """The moe strategy trained on the training part (fitted once)."""
+        if self._moe is None:
+            module = require_trainer("moe")
+            kwargs = trainer_options(module, self.options.get("moe", []) + ["--seed", str(self.seed)])
+            kwargs["progress"] = False
+            self._moe = module.fit_from_table(self.data.train, self.data.train_embeddings, self.data.catalog, **kwargs)
+        return self._moe
+
+    def _with_predictor(self, strategy):
+        return strategy.use_predictor(self.moe() if self.predictor == "moe" else self.knn())
 
     def _greedy(self, frac: float) -> FittedPolicy:
         catalog = self.data.catalog
@@ -132,9 +142,9 @@ class PolicyFactory:
         for m in MARGINS:
             for w in PACE_STEPS:
                 strategy = GreedyThresholdStrategy(catalog, GreedyThresholdConfig(margin=m, widen=w))
-                candidates.append(({"margin": m, "widen": w}, self._index_into(strategy), None))
+                candidates.append(({"margin": m, "widen": w}, self._with_predictor(strategy), None))
         params, strategy, _ = self._best(candidates, frac)
-        return FittedPolicy("greedy_threshold", strategy, params=params)
+        return FittedPolicy("greedy_threshold", strategy, params=params | {"predictor": self.predictor})
 
     def _primal_dual(self, frac: float) -> FittedPolicy:
         catalog = self.data.catalog
@@ -142,18 +152,13 @@ class PolicyFactory:
         for p in PRICES:
             for s in PACE_STEPS:
                 strategy = PrimalDualStrategy(catalog, PrimalDualConfig(price=p, step=s))
-                candidates.append(({"price": p, "step": s}, self._index_into(strategy), None))
+                candidates.append(({"price": p, "step": s}, self._with_predictor(strategy), None))
         params, strategy, _ = self._best(candidates, frac)
-        return FittedPolicy("primal_dual", strategy, params=params)
+        return FittedPolicy("primal_dual", strategy, params=params | {"predictor": self.predictor})
 
     def _moe_policy(self, frac: float) -> FittedPolicy:
-        if self._moe is None:
-            module = require_trainer("moe")
-            kwargs = trainer_options(module, self.options.get("moe", []) + ["--seed", str(self.seed)])
-            kwargs["progress"] = False
-            self._moe = module.fit_from_table(self.data.train, self.data.train_embeddings, self.data.catalog, **kwargs)
         candidates = [
-            ({"carbon_weight": w}, self._moe, ObjectiveWeights(quality=1.0, carbon=w)) for w in MOE_CARBON_WEIGHTS
+            ({"carbon_weight": w}, self.moe(), ObjectiveWeights(quality=1.0, carbon=w)) for w in MOE_CARBON_WEIGHTS
         ]
         params, strategy, weights = self._best(candidates, frac)
         return FittedPolicy("moe", strategy, weights=weights, params=params)

@@ -13,8 +13,8 @@ requests sharing a carbon budget of `--budget-frac` x what the dirtiest expert w
 routes one request of each of `num_envs` parallel windows through the budget guard (the serving one,
 router_deployments/budget_guard.py), stores every expert's transition with its next state (this call's carbon
 spent, the window one request shorter), and the TD target bootstraps across the window with Double DQN and
-`--gamma`. The iteration count is then chosen by the quality the greedy, guarded policy reaches on windows of
-the inner validation rows.
+`--gamma`. The network kept is the one whose greedy, guarded policy reached the best quality on windows of the
+inner validation rows (checked every `eval_every` iterations; no refit on the whole table in this mode).
 
     routerllm train rl --data ../shared/data/routerbench --experts seed4 --out ckpt/rl --holdout 0.3 [--rllib]
     routerllm train rl --data ../shared/data/routerbench --experts seed4 --out ckpt/rl-w50 --window 50 --budget-frac 0.4
@@ -111,11 +111,13 @@ def fit_from_table(table: OutcomeTable, embeddings: np.ndarray, catalog: ExpertC
         return pretrain(outcomes, new_strategy(args, catalog, embeddings.shape[1]), args)
     iterations = args.total_steps // args.num_envs
     if args.window > 0:
+        # The greedy policy of a DQN moves from check to check, so the refit that the one-step mode does (as long
+        # again, on every row) can end on a worse one: keep the best checked network of the inner split instead.
         with torch_threads(args.torch_threads), torch_rng():
+            train_rows, val_rows = np.arange(len(table)), None
             if args.val_fraction > 0:
                 train_rows, val_rows = inner_split(table, args.val_fraction, args.seed)
-                _, iterations = train_windows(args, catalog, outcomes, train_rows, val_rows, iterations)
-            strategy, _ = train_windows(args, catalog, outcomes, np.arange(len(table)), None, iterations)
+            strategy, _ = train_windows(args, catalog, outcomes, train_rows, val_rows, iterations)
         return strategy
     with torch_threads(args.torch_threads), torch_rng():
         if args.val_fraction > 0:
