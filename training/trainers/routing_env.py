@@ -195,38 +195,46 @@ class BudgetWindows:
         replace = len(rows) < self.window
         return np.stack([rng.choice(rows, size=self.window, replace=replace) for _ in range(n)])
 
-    def reserve(self, t: int) -> float:
-        """Carbon kept for the requests after request t (budget_guard.reserve_for)."""
-        return budget_guard.reserve_for(self.carbon, self.window - t - 1)
+    def reserve(self, t) -> np.ndarray:
+        """Carbon kept for the requests after request t (budget_guard.reserve_for); t broadcasts over windows."""
+        after = self.window - np.asarray(t, dtype=np.float64) - 1
+        return np.vectorize(lambda a: budget_guard.reserve_for(self.carbon, a))(after)
 
-    def observe(self, rows: np.ndarray, t: int, carbon_left: np.ndarray) -> np.ndarray:
-        """States [n, dim] of request t of each window, `carbon_left` [n] unspent."""
+    def random_starts(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """n (request index, carbon left) pairs to start windows from anywhere: a uniform position, a budget left
+        uniform between what the rest of the window needs at the greenest expert and the whole budget. A policy's
+        own windows visit only the budgets it leaves itself; these cover the rest of the (budget, window) square."""
+        t = rng.integers(0, self.window, size=n)
+        low = float(self.carbon.min()) * (self.window - t)
+        return t, low + rng.random(n) * np.maximum(self.budget - low, 0.0)
+
+    def observe(self, rows: np.ndarray, t, carbon_left: np.ndarray) -> np.ndarray:
+        """States [n, dim] of request t (one index, or one per window) of each window, `carbon_left` [n] unspent."""
         n = len(carbon_left)
-        window_left = np.full(n, (self.window - t) / self.window)
-        return state_features(
-            self.outcomes.embeddings[rows[:, t]], carbon_left / self.budget, self.weights, window_left
-        )
+        t = np.broadcast_to(np.asarray(t), (n,))
+        window_left = (self.window - t) / self.window
+        embeddings = self.outcomes.embeddings[rows[np.arange(n), t]]
+        return state_features(embeddings, carbon_left / self.budget, self.weights, window_left)
 
-    def allowed(self, t: int, carbon_left: np.ndarray) -> np.ndarray:
+    def allowed(self, t, carbon_left: np.ndarray) -> np.ndarray:
         """[n, M] experts request t of each window can afford."""
-        return np.stack([budget_guard.affordable(self.carbon, c, self.reserve(t)) for c in carbon_left])
+        reserve = np.broadcast_to(self.reserve(t), (len(carbon_left),))
+        return np.stack([budget_guard.affordable(self.carbon, c, r) for c, r in zip(carbon_left, reserve)])
 
-    def step(self, rows: np.ndarray, t: int, carbon_left: np.ndarray) -> WindowStep:
-        """Every expert's transition at request t of each window (see WindowStep)."""
+    def step(self, rows: np.ndarray, t, carbon_left: np.ndarray) -> WindowStep:
+        """Every expert's transition at request t (one index, or one per window) of each window (see WindowStep)."""
         n, m = len(carbon_left), len(self.carbon)
+        t = np.broadcast_to(np.asarray(t), (n,))
         obs = self.observe(rows, t, carbon_left)
         allowed = self.allowed(t, carbon_left)
-        quality = self.outcomes.quality[rows[:, t]]
+        quality = self.outcomes.quality[rows[np.arange(n), t]]
         rewards = quality - self.baseline + budget_terms(allowed, self.reward)
-        last = t == self.window - 1
-        dones = np.where(allowed, float(last), 1.0)
-        after = carbon_left[:, None] - self.carbon[None, :]  # [n, M]
-        if last:
-            next_obs = np.repeat(obs[:, None, :], m, axis=1)  # never used: done
-            next_allowed = np.ones((n, m, m), dtype=bool)
-        else:
-            flat = after.reshape(-1)
-            next_rows = np.repeat(rows, m, axis=0)
-            next_obs = self.observe(next_rows, t + 1, flat).reshape(n, m, -1)
-            next_allowed = self.allowed(t + 1, flat).reshape(n, m, m)
+        last = (t == self.window - 1)[:, None]
+        dones = np.where(allowed & ~last, 0.0, 1.0)
+        after = (carbon_left[:, None] - self.carbon[None, :]).reshape(-1)  # [n * M]
+        # The next request of each window (the last one's own row stands in where the window ends: done).
+        next_t = np.repeat(np.minimum(t + 1, self.window - 1), m)
+        next_rows = np.repeat(rows, m, axis=0)
+        next_obs = self.observe(next_rows, next_t, after).reshape(n, m, -1)
+        next_allowed = self.allowed(next_t, after).reshape(n, m, m)
         return WindowStep(obs, allowed, rewards, dones, next_obs, next_allowed, quality)

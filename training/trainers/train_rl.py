@@ -14,7 +14,8 @@ routes one request of each of `num_envs` parallel windows through the budget gua
 router_deployments/budget_guard.py), stores every expert's transition with its next state (this call's carbon
 spent, the window one request shorter), and the TD target bootstraps across the window with Double DQN and
 `--gamma`. The network kept is the one whose greedy, guarded policy reached the best quality on windows of the
-inner validation rows (checked every `eval_every` iterations; no refit on the whole table in this mode).
+inner validation rows (checked every `eval_every` iterations once epsilon has decayed; no refit on the whole
+table in this mode).
 
     routerllm train rl --data ../shared/data/routerbench --experts seed4 --out ckpt/rl --holdout 0.3 [--rllib]
     routerllm train rl --data ../shared/data/routerbench --experts seed4 --out ckpt/rl-w50 --window 50 --budget-frac 0.4
@@ -73,6 +74,9 @@ class Args:
     batch_norm: bool = field(default=False, metadata={"help": "BatchNorm in the Q trunk (the seed's network)"})
     dropout: float = field(default=0.0, metadata={"help": "dropout in the Q trunk (the seed's network: 0.2)"})
     val_windows: int = field(default=64, metadata={"help": "--window: validation windows per check"})
+    random_start: float = field(
+        default=0.5, metadata={"help": "--window: share of windows started anywhere, with any budget left"}
+    )
     val_fraction: float = field(default=0.2, metadata={"help": "inner validation share to pick the length"})
     eval_every: int = field(default=50, metadata={"help": "iterations between validation checks"})
     seed: int = field(default=0, metadata={"help": "seeds weights, sampling, exploration and the split"})
@@ -243,11 +247,11 @@ def train_dqn(args, catalog, outcomes, train_rows, val_rows, iterations):
 
 
 # --- budget windows (--window) ------------------------------------------------------------------------------
-def guarded_actions(windows: BudgetWindows, preferences: np.ndarray, t: int, carbon_left: np.ndarray) -> np.ndarray:
+def guarded_actions(windows: BudgetWindows, preferences: np.ndarray, t, carbon_left: np.ndarray) -> np.ndarray:
     """The expert the serving budget guard lets each window's request t go to, given the policy's preferences."""
-    reserve = windows.reserve(t)
+    reserve = np.broadcast_to(windows.reserve(t), (len(carbon_left),))
     return np.array(
-        [budget_guard.guard_choice(p, windows.carbon, c, reserve).index for p, c in zip(preferences, carbon_left)]
+        [budget_guard.guard_choice(p, windows.carbon, c, r).index for p, c, r in zip(preferences, carbon_left, reserve)]
     )
 
 
@@ -283,7 +287,7 @@ def train_windows(args, catalog, outcomes: OutcomeRewards, train_rows, val_rows,
     best_quality, best_iteration, best_state = -np.inf, iterations, None
 
     rows = windows.new_windows(rng, args.num_envs, train_rows)
-    carbon_left, t = np.full(args.num_envs, windows.budget), 0
+    carbon_left, t = np.full(args.num_envs, windows.budget), np.zeros(args.num_envs, dtype=int)
     bar = tqdm(range(1, iterations + 1), desc=f"rl w{args.window}", unit="it", disable=not args.progress, leave=False)
     for iteration in bar:
         # 1. Route request t of every window: epsilon-greedy (green exploration when the budget runs low), guarded.
@@ -314,12 +318,13 @@ def train_windows(args, catalog, outcomes: OutcomeRewards, train_rows, val_rows,
                 next_allowed=step.next_allowed[env, a_rows],
             )
         carbon_left, t = carbon_left - windows.carbon[actions], t + 1
-        if t == args.window:
-            rows, carbon_left, t = (
-                windows.new_windows(rng, args.num_envs, train_rows),
-                np.full_like(carbon_left, windows.budget),
-                0,
-            )
+        ended = np.flatnonzero(t == args.window)
+        if len(ended):
+            # Windows start at their beginning, or (random_start of them) anywhere with any feasible budget left.
+            rows[ended] = windows.new_windows(rng, len(ended), train_rows)
+            t[ended], carbon_left[ended] = 0, windows.budget
+            anywhere = ended[rng.random(len(ended)) < args.random_start]
+            t[anywhere], carbon_left[anywhere] = windows.random_starts(rng, len(anywhere))
 
         # 3. Double DQN steps on prioritised minibatches, bootstrapping across the window.
         if len(buffer) < args.learning_starts:
@@ -340,8 +345,10 @@ def train_windows(args, catalog, outcomes: OutcomeRewards, train_rows, val_rows,
             )
             buffer.update_priorities(batch.index, td)
 
-        # 4. Validation: quality of the greedy, guarded policy on validation windows; keep the best.
-        if val_windows is None or iteration % args.eval_every:
+        # 4. Validation: quality of the greedy, guarded policy on validation windows; keep the best. Checks start
+        # once exploration has decayed: an early, barely trained network routes nearly everything to one expert,
+        # and on a few hundred validation prompts that can score as well as a policy that has learnt the budget.
+        if val_windows is None or iteration % args.eval_every or iteration < args.exploration_fraction * iterations:
             continue
         quality = window_quality(strategy, windows, val_windows)
         bar.set_postfix(loss=f"{loss:.4f}", val_q=f"{quality:.4f}", eps=f"{epsilon:.2f}")
