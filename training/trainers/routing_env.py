@@ -168,6 +168,11 @@ class BudgetWindows:
     window length it moves every action's value alike and keeps the values small), plus the budget bonus when the
     call leaves the rest of the window its reserve at the greenest expert, minus the overrun penalty (and the end
     of the episode) when it does not.
+
+    With `shaping_price` mu > 0 the reward is also shaped with the potential Phi(s) = mu x carbon left (0 once the
+    window has ended): r + gamma * Phi(s') - Phi(s) (Ng, Harada and Russell 1999), which leaves the best policy
+    as it is. Each call then pays gamma * mu per unit of its carbon at once and the last call pays for what is
+    left unspent, so Q starts from a primal-dual price and bootstrapping has only the correction to learn.
     """
 
     def __init__(
@@ -177,6 +182,8 @@ class BudgetWindows:
         budget_frac: float,
         reward: RewardConfig | None = None,
         baseline: float | None = None,
+        shaping_price: float = 0.0,
+        gamma: float = 1.0,
     ):
         if window < 1:
             raise ValueError(f"a budget window needs at least one request, got {window}")
@@ -187,6 +194,9 @@ class BudgetWindows:
         self.budget = budget_frac * window * float(self.carbon.max())
         self.reward = reward or outcomes.reward
         self.baseline = float(outcomes.quality.mean()) if baseline is None else float(baseline)
+        if shaping_price < 0:
+            raise ValueError(f"the shaping price must be non-negative, got {shaping_price}")
+        self.shaping_price, self.gamma = shaping_price, gamma
         self.weights = np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32)
 
     def new_windows(self, rng: np.random.Generator, n: int, rows: np.ndarray) -> np.ndarray:
@@ -231,6 +241,9 @@ class BudgetWindows:
         rewards = quality - self.baseline + budget_terms(allowed, self.reward)
         last = (t == self.window - 1)[:, None]
         dones = np.where(allowed & ~last, 0.0, 1.0)
+        if self.shaping_price > 0:  # potential-based shaping (the class docstring): Phi = mu * carbon left
+            after_call = carbon_left[:, None] - self.carbon[None, :]
+            rewards = rewards + self.shaping_price * (self.gamma * (1 - dones) * after_call - carbon_left[:, None])
         after = (carbon_left[:, None] - self.carbon[None, :]).reshape(-1)  # [n * M]
         # The next request of each window (the last one's own row stands in where the window ends: done).
         next_t = np.repeat(np.minimum(t + 1, self.window - 1), m)

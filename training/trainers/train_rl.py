@@ -74,6 +74,9 @@ class Args:
     batch_norm: bool = field(default=False, metadata={"help": "BatchNorm in the Q trunk (the seed's network)"})
     dropout: float = field(default=0.0, metadata={"help": "dropout in the Q trunk (the seed's network: 0.2)"})
     val_windows: int = field(default=64, metadata={"help": "--window: validation windows per check"})
+    shaping_price: float = field(
+        default=0.0, metadata={"help": "--window: potential-based reward shaping, price per unit of carbon left"}
+    )
     random_start: float = field(
         default=0.5, metadata={"help": "--window: share of windows started anywhere, with any budget left"}
     )
@@ -276,7 +279,9 @@ def train_windows(args, catalog, outcomes: OutcomeRewards, train_rows, val_rows,
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     reward = RewardConfig(budget_bonus=args.budget_bonus, over_budget_penalty=args.over_budget_penalty)
-    windows = BudgetWindows(outcomes, args.window, args.budget_frac, reward)
+    windows = BudgetWindows(
+        outcomes, args.window, args.budget_frac, reward, shaping_price=args.shaping_price, gamma=args.gamma
+    )
     n_experts = outcomes.n_experts
     strategy = new_strategy(args, catalog, outcomes.embeddings.shape[1])
     optimizer = torch.optim.AdamW(strategy.online.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)

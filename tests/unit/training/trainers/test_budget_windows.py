@@ -94,3 +94,16 @@ def test_the_windowed_dqn_learns_to_keep_the_budget_for_the_prompts_that_need_it
         "carbon_budget_left",
         "window_left",
     ]
+
+
+def test_potential_based_shaping_prices_each_call_and_the_budget_left_at_the_end():
+    plain, shaped = windows(), windows()
+    shaped.shaping_price, shaped.gamma = 0.5, 0.9
+    rows, left = np.array([[0, 25, 1, 26]]), np.array([2.0])
+    gap = shaped.step(rows, 0, left).rewards - plain.step(rows, 0, left).rewards
+    # r + gamma * Phi(s') - Phi(s), Phi = 0.5 x carbon left: each call pays gamma * 0.5 per unit of its carbon.
+    assert gap[0] == pytest.approx(0.5 * (0.9 * (2.0 - np.array([1.0, 0.1])) - 2.0))
+    last = shaped.step(rows, 3, left).rewards - plain.step(rows, 3, left).rewards
+    assert last[0] == pytest.approx([-1.0, -1.0])  # the window ends: what is left is worth nothing
+    with pytest.raises(ValueError, match="shaping price"):
+        BudgetWindows(plain.outcomes, 4, 0.5, shaping_price=-1.0)
