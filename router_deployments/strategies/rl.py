@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from router_deployments.checkpoints import META_FILE, CheckpointError
+from router_deployments.checkpoints import META_FILE, CheckpointError, experts_match
 from router_deployments.networks import DuelingQNetwork, soft_update
 from router_deployments.objectives import ObjectiveWeights
 from router_deployments.strategies.base import (
@@ -263,11 +263,16 @@ class RLStrategy(RoutingStrategy):
         meta_file = Path(path) / META_FILE
         if meta_file.is_file():
             try:
-                theirs = json.loads(meta_file.read_text()).get("architecture")
+                meta = json.loads(meta_file.read_text())
+                theirs = meta.get("architecture")
+                ours_to_check = meta.get("strategy") == self.name and experts_match(
+                    meta, self.catalog.names, self.catalog.columns
+                )
             except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-                theirs = None  # RoutingStrategy.load reports the broken file
+                theirs, ours_to_check = None, False  # RoutingStrategy.load reports the broken file
             ours = self.architecture()
-            if isinstance(theirs, dict) and theirs != ours:
+            # Another strategy's or catalog's checkpoint: RoutingStrategy.load says so first.
+            if ours_to_check and isinstance(theirs, dict) and theirs != ours:
                 fields = sorted(set(theirs) | set(ours))
                 diff = "; ".join(
                     f"{f}: checkpoint {theirs.get(f, '(absent)')!r}, router {ours.get(f, '(absent)')!r}"
