@@ -94,7 +94,8 @@ class OnlineLearner:
         self.catalog = catalog
         self.clock = clock
         self.profile = ExpertProfile(catalog)
-        self.store = OutcomeStore(config.store_path, ttl_s=config.feedback_ttl_s, clock=clock)
+        cap = (config.feedback_cap_per_key, config.feedback_cap_window_s) if config.feedback_cap_per_key else None
+        self.store = OutcomeStore(config.store_path, ttl_s=config.feedback_ttl_s, clock=clock, caller_cap=cap)
         self.rng = np.random.default_rng(config.seed)
         self.versions = PolicyVersions(config.checkpoint_dir)
         self.cursor = 0
@@ -114,9 +115,10 @@ class OnlineLearner:
         """Durably log several calls (e.g. a whole fan-out) in one transaction; returns how many were new."""
         return self.store.add_outcomes(outcomes)
 
-    def record_feedback(self, request_id: str, score: float) -> int:
-        """Durably log a score; raises the store's UnknownRequestError / DuplicateFeedbackError / InvalidScoreError."""
-        return self.store.add_feedback(request_id, score)
+    def record_feedback(self, request_id: str, score: float, caller: str | None = None) -> int:
+        """Durably log `caller`'s score; raises the store's UnknownRequestError / DuplicateFeedbackError /
+        InvalidScoreError."""
+        return self.store.add_feedback(request_id, score, caller=caller)
 
     # --- learning -------------------------------------------------------------------------------------
     def step(self) -> dict[str, Any]:
@@ -232,17 +234,9 @@ class OnlineLearner:
     def evaluate(self, t: _Trainee) -> dict[str, Any]:
         """SNIPS estimates of the candidate's and the live policy's greedy rewards on the held-back slice, and the
         bootstrap confidence bound of their difference."""
-        c = self.config
-        return snips_estimates(
-            t.strategy,
-            t.live,
-            t.holdback,
-            len(self.catalog),
-            c.min_propensity,
-            c.min_holdback_matches,
-            confidence=c.publish_confidence,
-            seed=c.seed + t.publishes,
-        )
+        c, n = self.config, len(self.catalog)
+        bounds = {"confidence": c.publish_confidence, "seed": c.seed + t.publishes}
+        return snips_estimates(t.strategy, t.live, t.holdback, n, c.min_propensity, c.min_holdback_matches, **bounds)
 
     def _save_version(self, t: _Trainee, metrics: dict[str, Any]) -> int:
         version = self.versions.next_version(t.name)
@@ -252,7 +246,8 @@ class OnlineLearner:
             metrics={**_jsonable(metrics), "store_cursor": t.cursor, "experiences_seen": t.seen, "epsilon": t.epsilon},
         )
         history = self.versions.record_publish(t.name, version)
-        self._set_live(t, version)
+        if self.versions.pinned(t.name) is None:  # a rolled-back strategy keeps its pinned version live
+            self._set_live(t, version)
         t.publishes += 1
         self.versions.prune(t.name, history, self.config.keep_versions)
         return version
