@@ -153,7 +153,7 @@ class LearnerRouter:
 
     def greedy(self, embeddings: np.ndarray, texts: list[str]) -> np.ndarray:
         version, arrays, settings = self._pull()
-        router = apply_policy(self.replica, version, arrays, {**settings, "epsilon": 0.0})
+        router = apply_policy(self.replica, version, arrays, {**settings, "epsilon": 0.0, "thompson_scale": 0.0})
         contexts = [RouteContext(text=t, embedding=e, weights=self.weights) for t, e in zip(texts, embeddings)]
         return np.array([self.stream.catalog.index(d.expert) for d in router.route_batch(contexts)])
 
