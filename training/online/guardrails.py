@@ -15,8 +15,8 @@
    slice refuses many good candidates for noise (training/benchmarks/guardrail_rates.py measures both error
    rates). With fewer than `min_matches` agreeing held-back experiences the check is skipped (`checked` False).
 3. The doubly-robust variant (`dr_compare`, used when the candidate has a Bayesian head and the learner's
-   `publish_estimator` is "dr"): with q(x, a) a direct model of the reward (the candidate's head: its predicted
-   utility under the request's weights), the advantage is
+   `publish_estimator` is "dr" or, the default, "switch-dr"): with q(x, a) a direct model of the reward (the
+   candidate's head: its predicted utility under the request's weights), the advantage is
        D = 1/n sum_i [q(x_i, cand_i) - q(x_i, live_i)] + (1[cand_i = a_i] - 1[live_i = a_i]) (r_i - q(x_i, a_i)) / p_i,
    the direct difference corrected by the importance-weighted residual. Where the slice rarely holds the
    candidate's choice the direct term still carries evidence, so the bound is far tighter than the IPS one; it
@@ -52,13 +52,13 @@ def snips_estimates(
     n_boot: int = 500,
     seed: int = 0,
     estimator: str = "snips",
-    switch: float = 0.0,
 ) -> dict[str, Any]:
     """SNIPS estimates of the candidate's and the live policy's greedy rewards on the held-back experiences, and
-    the bootstrap bounds of their difference (see compare_policies); with estimator "dr" and a candidate with a
-    Bayesian head, the doubly-robust ones (dr_compare, the head's utility as the direct model)."""
-    if estimator not in ("snips", "dr"):
-        raise ValueError(f"estimator must be 'snips' or 'dr', got {estimator!r}")
+    the bootstrap bounds of their difference (see compare_policies); with estimator "dr" or "switch-dr" (switch at
+    min_propensity) and a candidate with a Bayesian head, the doubly-robust ones (dr_compare, the head's utility
+    under each request's weights as the direct model)."""
+    if estimator not in ("snips", "dr", "switch-dr"):
+        raise ValueError(f"estimator must be 'snips', 'dr' or 'switch-dr', got {estimator!r}")
     if not holdback:
         return {"checked": False, "n": 0}
     experiences, outcomes = zip(*holdback)
@@ -72,7 +72,7 @@ def snips_estimates(
     )
     choices = [np.asarray(s.score(contexts)).argmax(axis=1) for s in (candidate, live)]
     head = getattr(candidate, "head", None)
-    if estimator == "dr" and head is not None:
+    if estimator != "snips" and head is not None:
         embeddings = np.stack([o.embedding for o in outcomes])
         weights = np.stack([o.weights.as_array() for o in outcomes])
         direct = head.utility(head.predict(embeddings), weights)
@@ -85,7 +85,7 @@ def snips_estimates(
             direct,
             min_propensity=min_propensity,
             min_matches=min_matches,
-            switch=switch,
+            switch=min_propensity if estimator == "switch-dr" else 0.0,
             confidence=confidence,
             n_boot=n_boot,
             seed=seed,

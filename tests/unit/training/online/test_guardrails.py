@@ -101,3 +101,32 @@ def test_dr_bounds_see_a_worse_candidate_the_slice_rarely_logged():
     assert same["difference"] == 0.0 and not below_margin(same, 0.0)
     small = dr_compare(cand[:5], live[:5], logged[:5], rewards[:5], propensity[:5], direct[:5], **args)
     assert not small["checked"] and not below_margin(small, 0.0)
+
+
+class WithHead(Always):
+    """Always one expert, with a head whose utility says expert 1 earns 0.8 and expert 0 earns 0.2."""
+
+    class Head:
+        def predict(self, embeddings):
+            return np.zeros((len(embeddings), 2, 4))
+
+        def utility(self, outcomes, weights):
+            return np.tile([0.2, 0.8], (len(outcomes), 1))
+
+    def __init__(self, expert: int):
+        super().__init__(expert)
+        self.head = self.Head()
+
+
+def test_snips_estimates_use_the_candidates_head_as_the_direct_model_when_asked():
+    holdback = [held_back(0, 0.2, [0.99, 0.01]) for _ in range(30)]  # expert 1 never logged
+    args = dict(min_propensity=0.05, min_matches=20, confidence=0.9)
+    ips = snips_estimates(WithHead(1), WithHead(0), holdback, 2, **args)
+    assert not ips["checked"]  # no logged choice of the candidate's: the IPS check is skipped
+    for estimator in ("dr", "switch-dr"):
+        dr = snips_estimates(WithHead(1), WithHead(0), holdback, 2, estimator=estimator, **args)
+        assert dr["estimator"] == "dr" and dr["checked"] and dr["difference"] == pytest.approx(0.6)
+    plain = snips_estimates(Always(1), Always(0), holdback, 2, estimator="dr", **args)
+    assert "estimator" not in plain  # no head: SNIPS
+    with pytest.raises(ValueError, match="estimator"):
+        snips_estimates(WithHead(1), WithHead(0), holdback, 2, estimator="direct", **args)
