@@ -251,3 +251,15 @@ def test_the_console_asks_for_a_key_then_chats_with_it(page, auth_url, prompts):
     page.screenshot(path=str(test_console.artifacts_dir() / "console-keyed.png"))
     page.click("#forget-key")  # forgotten: the next load asks again
     page.wait_for_selector("#key-form:not([hidden])", timeout=30_000)
+
+
+def test_an_open_graph_reads_the_host_serve_listens_on(auth_url, caplog):
+    """What an open ingress replica checks at start (a private Serve API: if it moves, this fails loudly here
+    rather than the check turning into a warning)."""
+    from ray.serve.context import _get_global_client
+
+    from serve_app.auth import refuse_open_exposure
+
+    assert _get_global_client().http_config.host == "127.0.0.1"
+    refuse_open_exposure()  # loopback: allowed
+    assert "could not read Serve's HTTP host" not in caplog.text
