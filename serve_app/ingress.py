@@ -22,9 +22,9 @@ from serve_app.api_models import ChatCompletionRequest, FeedbackRequest, Rollbac
 from serve_app.auth import Gate, KeyRing, refuse_open_exposure
 from serve_app.config import ROUTER_MODEL, AppConfig
 from serve_app.console import console_file, router_summary
-from serve_app.dispatch import Dispatcher, StreamDelta, no_answer
-from serve_app.errors import APIError, bad_request, cause_message, not_found, short_error
-from serve_app.outcome_recording import OutcomeRecorder
+from serve_app.dispatch import Dispatcher, StreamDelta, StreamEnd, StreamEvent, no_answer
+from serve_app.errors import APIError, bad_request, cause_message, not_found, short_error, upstream_error
+from serve_app.outcome_recording import FEEDBACK_UNSURE, ROLLBACK_UNSURE, OutcomeRecorder
 from serve_app.rate_limits import RateLimits
 from serve_app.request_metrics import RequestMetrics
 from serve_app.request_parsing import check_generation, check_size, generation_request, parse_body
@@ -119,30 +119,55 @@ class Ingress:
         routed.caller = caller.id
         req = generation_request(body, request_id)
         if body.stream:
-            head = RoutingMetadata.of(routed, self.dispatch.candidates(routed)[0])
-            return StreamingResponse(
-                self._events(body, routed, req), media_type="text/event-stream", headers=head.headers()
-            )
+            return await self._stream(body, routed, req)
         generation = await self.dispatch.generate(routed, req)
         done = time.perf_counter()
         answers = [generation.answer, *generation.others]
         routing = await self._report(routed, generation.answer.expert, answers, generation.failures, done)
         return JSONResponse(chat_completion(routing, generation.answer), headers=routing.headers())
 
+    async def _stream(self, body: ChatCompletionRequest, routed: RoutedRequest, req: GenerationRequest):
+        """A streamed answer. Its first piece is awaited before the response starts: failover happens before any
+        byte is sent, the headers name the expert that answers, and no expert answering is a plain 503."""
+        events = self.dispatch.stream(routed, req)
+        first = await anext(events)
+        if isinstance(first, StreamEnd):
+            raise no_answer(first.failures)
+        head = RoutingMetadata.of(routed, first.expert, failures=first.failures)
+        return StreamingResponse(
+            self._events(body, routed, first, events), media_type="text/event-stream", headers=head.headers()
+        )
+
     async def _events(
-        self, body: ChatCompletionRequest, routed: RoutedRequest, req: GenerationRequest
+        self,
+        body: ChatCompletionRequest,
+        routed: RoutedRequest,
+        first: StreamDelta,
+        events: AsyncIterator[StreamEvent],
     ) -> AsyncIterator[str]:
-        """Server-sent events of a streamed answer; the last chunk carries the routing metadata."""
+        """Server-sent events of a streamed answer; the last chunk carries the routing metadata, or an error
+        event ends it when the expert failed or stalled after its first piece."""
         created = int(time.time())
-        async for event in self.dispatch.stream(routed, req):
+        yield chunk_event(routed.request_id, created, first.expert, {"role": "assistant", "content": ""})
+        if first.text:
+            yield chunk_event(routed.request_id, created, first.expert, {"content": first.text})
+        try:
+            async for chunk in self._rest_of_events(body, routed, created, events):
+                yield chunk
+        finally:
+            await events.aclose()  # a client that hung up cancels the expert's stream too
+
+    async def _rest_of_events(
+        self, body: ChatCompletionRequest, routed: RoutedRequest, created: int, events: AsyncIterator[StreamEvent]
+    ) -> AsyncIterator[str]:
+        async for event in events:
             if isinstance(event, StreamDelta):
-                if event.first:
-                    yield chunk_event(routed.request_id, created, event.expert, {"role": "assistant", "content": ""})
                 if event.text:
                     yield chunk_event(routed.request_id, created, event.expert, {"content": event.text})
                 continue
-            if event.expert is None:
-                yield error_event(no_answer(event.failures))
+            if event.error is not None:
+                failure = event.error
+                yield error_event(upstream_error(f"{failure.expert} failed mid-stream: {failure.error}"))
             else:
                 answers = [event.answer] if event.answer is not None else []
                 routing = await self._report(routed, event.expert, answers, event.failures, time.perf_counter())
@@ -178,7 +203,9 @@ class Ingress:
         await self.limits.admit_feedback(caller)
         body = await parse_body(request, FeedbackRequest, self.config.server)
         try:
-            await self.recorder.ask(learner.record_feedback.remote(body.request_id, body.score, caller.id))
+            await self.recorder.ask(
+                learner.record_feedback.remote(body.request_id, body.score, caller.id), FEEDBACK_UNSURE
+            )
         # The learner's error reaches here wrapped by Ray, whose text is a traceback with pids and addresses: answer
         # with the store's own message only.
         except UnknownRequestError as e:
@@ -198,7 +225,7 @@ class Ingress:
         body = await parse_body(request, RollbackRequest, self.config.server)
         self._check_learned(body.strategy)
         try:
-            version = await self.recorder.ask(learner.rollback.remote(body.strategy))
+            version = await self.recorder.ask(learner.rollback.remote(body.strategy), ROLLBACK_UNSURE)
         except (ValueError, KeyError) as e:
             raise APIError(
                 409, f"cannot roll back {body.strategy}: {short_error(e)}", code="no_previous_version"
@@ -257,13 +284,22 @@ class Ingress:
         for spec, s in zip(self.catalog.experts, stats):
             entry = spec.model_dump(mode="json", exclude=hidden)
             entry["stats"] = {"error": short_error(s)} if isinstance(s, BaseException) else s
+            entry["circuit"] = self.dispatch.calls.snapshot(spec.name)
             out.append(entry)
         return {"experts": out}
 
     @app.get("/healthz")
     async def healthz(self):
-        """Liveness, with the experts and the default strategy this graph serves."""
-        return {"status": "ok", "experts": self.catalog.names, "default_strategy": self.config.router.default_strategy}
+        """Liveness, with the experts, each one's circuit in this ingress replica (status "degraded" while one is
+        not closed) and the default strategy this graph serves."""
+        circuits = self.dispatch.calls.states()
+        status = "ok" if all(state == "closed" for state in circuits.values()) else "degraded"
+        return {
+            "status": status,
+            "experts": self.catalog.names,
+            "circuits": circuits,
+            "default_strategy": self.config.router.default_strategy,
+        }
 
     @app.get("/v1/router")
     async def router_settings(self, request: Request):
