@@ -14,6 +14,7 @@ from ray import serve
 from serve_app.builder import build_app
 from serve_app.config import AppConfig
 from serve_app.ingress import app as ingress_app
+from tests.serve import test_console
 from tests.serve.conftest import EXPERT_FIGURES, TEST_GRAPH
 
 pytestmark = pytest.mark.serve
@@ -23,6 +24,8 @@ PREFIX = "/auth"
 ADMIN = "admin-0123456789abcdefghij"
 # One key per test that spends from a key's buckets, so that no test eats another's allowance.
 KEYS = {name: f"{name}-0123456789abcdefghij" for name in ("alice", "bob", "rate", "tokens", "pin1", "pin2", "ui")}
+# The console test's headless Chromium and page (a missing browser fails, never skips).
+browser, page = test_console.browser, test_console.page
 OPEN_PATHS = {"/healthz", "/ui", "/ui/{name}"}
 REQUESTS_PER_MIN = 6
 TOKENS_PER_MIN = 1000  # a winogrande prompt is ~350 tokens: the 4th chat of a key is over
@@ -224,3 +227,39 @@ def test_a_rollback_stays_live_until_an_admin_unpins(auth_url, prompts):
     teach(KEYS["pin2"], prompts[12])
     s = status()
     assert s["pinned"] is None and s["held_versions"] == [] and s["live_version"] > pinned
+
+
+def test_the_console_asks_for_a_key_then_chats_with_it(page, auth_url, prompts):
+    page.goto(auth_url + "/ui")
+    page.wait_for_selector("#key-form:not([hidden])", timeout=30_000)
+    assert "this graph asks for an API key" in page.locator("#key-message").inner_text()
+    assert page.locator("#send").is_disabled()
+    page.fill("#api-key", "wrong-0123456789abcdefghij")
+    page.click("#key-save")
+    page.wait_for_selector("#key-form:not([hidden])", timeout=30_000)
+    page.wait_for_function("() => document.getElementById('key-message').textContent.includes('not accepted')")
+    page.fill("#api-key", KEYS["ui"])
+    page.click("#key-save")
+    page.wait_for_selector("#send:not([disabled])", timeout=30_000)
+    assert page.locator("#key-form").is_hidden() and "API key in use" in page.locator("#key-status").inner_text()
+    page.fill("#prompt", prompts[20])
+    page.click("#send")
+    page.wait_for_selector(".answer.done, .answer.failed", timeout=60_000)
+    answer = page.locator(".answer").first
+    assert "failed" not in answer.get_attribute("class"), answer.inner_text()
+    assert answer.locator(".expert").inner_text().strip() in ("cheap", "pricey")
+    page.screenshot(path=str(test_console.artifacts_dir() / "console-keyed.png"))
+    page.click("#forget-key")  # forgotten: the next load asks again
+    page.wait_for_selector("#key-form:not([hidden])", timeout=30_000)
+
+
+def test_an_open_graph_reads_the_host_serve_listens_on(auth_url, caplog):
+    """What an open ingress replica checks at start (a private Serve API: if it moves, this fails loudly here
+    rather than the check turning into a warning)."""
+    from ray.serve.context import _get_global_client
+
+    from serve_app.auth import refuse_open_exposure
+
+    assert _get_global_client().http_config.host == "127.0.0.1"
+    refuse_open_exposure()  # loopback: allowed
+    assert "could not read Serve's HTTP host" not in caplog.text
