@@ -6,7 +6,6 @@ serve_app.dispatch, what goes back serve_app.responses, and what the learner is 
 No `from __future__ import annotations`: FastAPI must see real annotation objects on the class-based view.
 """
 
-import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,6 +17,8 @@ from ray.serve.handle import DeploymentHandle
 
 from experts.base import GenerationRequest
 from serve_app.api_models import ChatCompletionRequest, FeedbackRequest, RollbackRequest, RouteRequest
+from serve_app.budgets import BudgetGate, caller_of
+from serve_app.carbon_report import build_report, gather_expert_stats
 from serve_app.config import ROUTER_MODEL, AppConfig
 from serve_app.console import console_file, router_summary
 from serve_app.dispatch import Dispatcher, StreamDelta, no_answer
@@ -67,6 +68,8 @@ class Ingress:
         # out the record timeout while the actor waits for a CPU.
         await self.recorder.wait_until_ready(config)
         self.metrics = RequestMetrics()
+        self.budgets = BudgetGate(config)
+        await self.budgets.start()
 
     async def _report(
         self,
@@ -79,6 +82,7 @@ class Ingress:
         """Record the answered calls (the first is the one returned), then the metadata, then the metrics."""
         extra = {}
         if answers:
+            await self.budgets.settle(routed, answers)
             recording = time.perf_counter()
             extra["feedback"] = await self.recorder.record(routed, answers)
             routed.record_s = time.perf_counter() - recording
@@ -99,14 +103,20 @@ class Ingress:
         text = body.routing_text()
         check_size(text, len(body.messages), self.config.server)
         check_generation(body, self.config.server)
-        routed = await self.dispatch.decide(request_id, start, body.model, text, body.router)
+        budget = await self.budgets.view(caller_of(body), body.router.carbon_budget_left)
+        routed = await self.dispatch.decide(request_id, start, body.model, text, body.router, budget)
         req = generation_request(body, request_id)
+        await self.budgets.admit(routed, self.dispatch.candidates(routed), len(text), req.max_tokens)
         if body.stream:
             head = RoutingMetadata.of(routed, self.dispatch.candidates(routed)[0])
             return StreamingResponse(
                 self._events(body, routed, req), media_type="text/event-stream", headers=head.headers()
             )
-        generation = await self.dispatch.generate(routed, req)
+        try:
+            generation = await self.dispatch.generate(routed, req)
+        except BaseException:
+            self.budgets.release(routed)
+            raise
         done = time.perf_counter()
         answers = [generation.answer, *generation.others]
         routing = await self._report(routed, generation.answer.expert, answers, generation.failures, done)
@@ -116,6 +126,15 @@ class Ingress:
         self, body: ChatCompletionRequest, routed: RoutedRequest, req: GenerationRequest
     ) -> AsyncIterator[str]:
         """Server-sent events of a streamed answer; the last chunk carries the routing metadata."""
+        try:
+            async for piece in self._stream_events(body, routed, req):
+                yield piece
+        finally:  # a failed stream, or a client that left: drop the reservation (a no-op once settled)
+            self.budgets.release(routed)
+
+    async def _stream_events(
+        self, body: ChatCompletionRequest, routed: RoutedRequest, req: GenerationRequest
+    ) -> AsyncIterator[str]:
         created = int(time.time())
         async for event in self.dispatch.stream(routed, req):
             if isinstance(event, StreamDelta):
@@ -147,7 +166,8 @@ class Ingress:
         except ValueError as e:
             raise bad_request(str(e), param="messages") from e
         check_size(text, len(body.messages or []), self.config.server)
-        routed = await self.dispatch.decide(request_id, start, body.model, text, body.router)
+        budget = await self.budgets.view(caller_of(body), body.router.carbon_budget_left)
+        routed = await self.dispatch.decide(request_id, start, body.model, text, body.router, budget)
         routing = RouteMetadata.of(routed, routed.decision.expert, probs=routed.decision.probs)
         return JSONResponse({"routing": routing.body()}, headers=routing.headers())
 
@@ -213,14 +233,32 @@ class Ingress:
 
     @app.get("/v1/experts")
     async def expert_stats(self):
-        """The catalog with each expert's served calls, tokens and measured energy (one replica each)."""
-        stats = await asyncio.gather(*(h.stats.remote() for h in self.experts.values()), return_exceptions=True)
-        out = []
-        for spec, s in zip(self.catalog.experts, stats):
-            entry = spec.model_dump(mode="json")
-            entry["stats"] = {"error": short_error(s)} if isinstance(s, BaseException) else s
-            out.append(entry)
-        return {"experts": out}
+        """The catalog with each expert's served calls, tokens, and measured beside modelled energy (one replica
+        each)."""
+        return {"experts": await gather_expert_stats(self.catalog, self.experts)}
+
+    # --- carbon -----------------------------------------------------------------------------------------
+    @app.get("/v1/carbon/report")
+    async def carbon_report(self, window_s: float | None = None):
+        """Emissions, savings, budget state, measured against modelled energy and recommendations, for the last
+        `window_s` seconds (default: the budget window) and in total, from the outcome store."""
+        window = self.config.budgets.window_s if window_s is None else window_s
+        if not window > 0:
+            raise bad_request(f"window_s must be a positive number of seconds, got {window_s}", param="window_s")
+        learner, now = self.recorder.require_learner(), time.time()
+        in_window = await self.recorder.ask(learner.carbon_summary.remote(now - window, None))
+        in_total = await self.recorder.ask(learner.carbon_summary.remote(None, None))
+        budget = (await self.budgets.view(None)).state
+        stats = await gather_expert_stats(self.catalog, self.experts)
+        return build_report(self.catalog, window, in_window, in_total, budget, stats, now)
+
+    @app.get("/v1/carbon/outcomes")
+    async def carbon_outcomes(self, after: int = 0, limit: int = 500):
+        """One page of the outcome log (no embeddings), oldest first: `next_after` is the next page's `after`."""
+        if not 1 <= limit <= 5000 or after < 0:
+            raise bad_request("limit must be in [1, 5000] and after >= 0", param="limit")
+        page = await self.recorder.ask(self.recorder.require_learner().outcome_page.remote(after, limit))
+        return {"outcomes": page, "next_after": page[-1]["id"] if len(page) == limit else None}
 
     @app.get("/healthz")
     async def healthz(self):
