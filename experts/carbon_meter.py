@@ -36,6 +36,11 @@ class CarbonConfig(BaseModel):
     )
     measure_with_codecarbon: bool = Field(True, description="Measure each expert replica's energy with codecarbon.")
     measure_interval_s: float = Field(15.0, gt=0, description="How often codecarbon samples power.")
+    calibrate_from_measurements: bool = Field(
+        True,
+        description="Charge each call at the replica's J/token recalibrated from codecarbon; false: the catalog's "
+        "figure (when the expert stands for a larger model than the one that runs, as in configs/cpu.yaml).",
+    )
     calibration_prior_tokens: int = Field(
         2000,
         ge=1,

@@ -55,7 +55,7 @@ class ExpertDeployment:
         self._calibrated_at = time.monotonic()
         snap = self.meter.snapshot()
         joules = measured_j(snap)
-        if joules is not None:
+        if joules is not None and self.carbon.calibrate_from_measurements:
             tokens = self.tokens_in + self.tokens_out
             prior = self.carbon.calibration_prior_tokens
             self.j_per_token = calibrated_j_per_token(float(self.spec.energy_per_token_j), joules, tokens, prior)

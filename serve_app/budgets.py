@@ -9,6 +9,7 @@ the tighter of the server's and the client's `router.carbon_budget_left`). The i
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import math
@@ -22,12 +23,13 @@ from pydantic import BaseModel, ConfigDict
 from router_deployments.objectives import ObjectiveWeights
 from serve_app.budget_ledger import BudgetLedger, BudgetLine, BudgetState, Option, Reservation
 from serve_app.config import AppConfig, BudgetConfig
-from serve_app.errors import APIError
+from serve_app.errors import APIError, short_error
 from serve_app.routed_request import ExpertAnswer, RoutedRequest
 
 logger = logging.getLogger("routerllm.ingress")
 
 MAX_CALLER_CHARS = 256
+LEDGER_TIMEOUT_S = 5.0
 
 
 def caller_of(body: Any) -> str | None:
@@ -154,9 +156,18 @@ class BudgetGate:
             if cached and time.monotonic() - cached[0] < self.settings.state_ttl_s:
                 state = cached[1]
             else:
-                state = self._remember(caller, await self.ledger.state.remote(caller))
+                state = self._remember(caller, await self._ask(self.ledger.state.remote(caller)))
         grid = self.grid.at(time.time())
         return BudgetView(self.settings, state, caller, client_carbon_left, grid)
+
+    async def _ask(self, ref: Any) -> Any:
+        """A ledger call; a slow or restarting ledger is a 503 (a budget that cannot be checked is not spent)."""
+        try:
+            return await asyncio.wait_for(ref, LEDGER_TIMEOUT_S)
+        except Exception as e:  # noqa: BLE001 - Ray's errors and the timeout alike
+            raise APIError(
+                503, f"budget ledger unavailable; retry: {short_error(e)}", "server_error", code="budget_unavailable"
+            ) from e
 
     def _remember(self, caller: str | None, state: BudgetState) -> BudgetState:
         self._cache[caller] = (time.monotonic(), state)
@@ -188,7 +199,8 @@ class BudgetGate:
             return None
         options = self.options(routed, candidates, prompt_chars, max_tokens)
         greenest = self.settings.on_exhausted == "greenest"
-        reservation: Reservation = await self.ledger.reserve.remote(routed.request_id, view.caller, options, greenest)
+        ref = self.ledger.reserve.remote(routed.request_id, view.caller, options, greenest)
+        reservation: Reservation = await self._ask(ref)
         view.state = self._remember(view.caller, reservation.state)
         if reservation.status == "refused":
             raise BudgetExceededError(reservation)

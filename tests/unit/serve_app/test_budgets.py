@@ -70,3 +70,37 @@ def test_the_429_carries_retry_after_and_its_code():
     assert response.status_code == 429 and response.headers["retry-after"] == "13"
     error = json.loads(response.body)["error"]
     assert error["code"] == "budget_exceeded" and "total carbon_g" in error["message"]
+
+
+def test_the_options_reserved_are_the_fanout_then_each_candidate_with_its_predicted_charge():
+    from serve_app.budgets import BudgetGate
+    from serve_app.config import AppConfig
+    from tests.unit.serve_app.fakes import catalog, routed
+
+    config = AppConfig(experts=catalog().experts, budgets={"chars_per_token": 2.0})
+    gate = BudgetGate(config)  # no limit set: no ledger actor
+    assert gate.ledger is None
+    request = routed()
+    request.budget = BudgetView(config.budgets, None, None, 1.0, 800.0)  # twice the catalog's 400 g/kWh
+    options = gate.options(request, ["a", "c", "b"], prompt_chars=20, max_tokens=4)
+    assert [o.experts for o in options] == [["a"], ["c"], ["b"]]
+    cat = config.catalog
+    assert options[1].carbon_g == pytest.approx(2 * cat.carbon_g("c", 10, 4))
+    assert options[1].cost_usd == pytest.approx(cat.cost_usd("c", 10, 4))
+
+
+def test_a_ledger_that_cannot_answer_is_a_503():
+    import asyncio
+
+    from serve_app.budgets import BudgetGate
+    from serve_app.config import AppConfig
+    from tests.unit.serve_app.fakes import catalog
+
+    gate = BudgetGate(AppConfig(experts=catalog().experts))
+
+    async def dead():
+        raise RuntimeError("actor died")
+
+    with pytest.raises(APIError) as info:
+        asyncio.run(gate._ask(dead()))
+    assert info.value.status == 503 and info.value.code == "budget_unavailable" and "actor died" in info.value.message
