@@ -34,6 +34,11 @@ class CarbonConfig(BaseModel):
         description="Hourly grid intensity CSV (hour_utc,g_per_kwh or timestamp,g_per_kwh): per-request carbon "
         "follows it, and grid_intensity_g_per_kwh becomes its mean.",
     )
+    follow_grid: bool = Field(
+        True,
+        description="Scale each request's carbon weight by the grid's intensity now over its mean (a file's mean), so "
+        "routing turns greener when the grid is dirtier; no effect with a constant intensity.",
+    )
     measure_with_codecarbon: bool = Field(True, description="Measure each expert replica's energy with codecarbon.")
     measure_interval_s: float = Field(15.0, gt=0, description="How often codecarbon samples power.")
     calibrate_from_measurements: bool = Field(

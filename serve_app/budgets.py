@@ -1,7 +1,8 @@
 """Budgets on the request path: who the caller is, what routing sees of the budget, and the reserve / settle /
 release calls to the shared ledger actor (serve_app.budget_ledger) around each expert call.
 
-Steering: as a budget drains, each request's carbon (cost) weight rises by `steer_carbon_weight`
+Steering: the carbon weight is scaled by the grid's intensity now over its mean (`carbon.follow_grid`), and as a
+budget drains, each request's carbon (cost) weight rises by `steer_carbon_weight`
 (`steer_cost_weight`) x pressure, pressure = clip(1 - left_fraction / tight_fraction, 0, 1), so greener and cheaper
 experts win under every strategy; the fractions left also fill the strategy's RouteContext (carbon_budget_left is
 the tighter of the server's and the client's `router.carbon_budget_left`). The ingress only calls this module.
@@ -73,6 +74,8 @@ class BudgetView:
     caller: str | None
     client_carbon_left: float
     grid_intensity: float
+    grid_scale: float = 1.0
+    """The grid's intensity now over its mean when carbon.follow_grid is on (1.0: off, or a constant grid)."""
 
     @property
     def carbon_left(self) -> float:
@@ -85,9 +88,10 @@ class BudgetView:
         return self.state.left_fraction("cost_usd") if self.state else 1.0
 
     def steered(self, weights: ObjectiveWeights) -> ObjectiveWeights:
-        """The request's weights with carbon and cost raised by the budgets' pressure (see the module doc)."""
+        """The request's weights with carbon scaled by the grid and carbon and cost raised by the budgets' pressure
+        (see the module doc)."""
         s = self.settings
-        carbon = weights.carbon + s.steer_carbon_weight * pressure(self.carbon_left, s.tight_fraction)
+        carbon = weights.carbon * self.grid_scale + s.steer_carbon_weight * pressure(self.carbon_left, s.tight_fraction)
         cost = weights.cost + s.steer_cost_weight * pressure(self.cost_left, s.tight_fraction)
         return weights.model_copy(update={"carbon": carbon, "cost": cost})
 
@@ -139,6 +143,7 @@ class BudgetGate:
         self.settings = config.budgets
         self.catalog = config.catalog
         self.grid = config.carbon.grid()
+        self.follow_grid = config.carbon.follow_grid
         self.ledger = get_or_create_ledger(self.settings) if self.settings.limited else None
         self._cache: dict[str | None, tuple[float, BudgetState]] = {}
 
@@ -158,7 +163,8 @@ class BudgetGate:
             else:
                 state = self._remember(caller, await self._ask(self.ledger.state.remote(caller)))
         grid = self.grid.at(time.time())
-        return BudgetView(self.settings, state, caller, client_carbon_left, grid)
+        scale = grid / self.grid.constant if self.follow_grid else 1.0
+        return BudgetView(self.settings, state, caller, client_carbon_left, grid, scale)
 
     async def _ask(self, ref: Any) -> Any:
         """A ledger call; a slow or restarting ledger is a 503 (a budget that cannot be checked is not spent)."""

@@ -104,3 +104,23 @@ def test_a_ledger_that_cannot_answer_is_a_503():
     with pytest.raises(APIError) as info:
         asyncio.run(gate._ask(dead()))
     assert info.value.status == 503 and info.value.code == "budget_unavailable" and "actor died" in info.value.message
+
+
+def test_routing_follows_a_dirtier_grid(tmp_path):
+    import asyncio
+    import time as clock
+
+    from serve_app.budgets import BudgetGate
+    from serve_app.config import AppConfig
+    from tests.unit.serve_app.fakes import catalog
+
+    hour = int(clock.gmtime().tm_hour)
+    grid = tmp_path / "grid.csv"  # this hour at 600 g/kWh, the others at 300: mean 312.5
+    grid.write_text("hour_utc,g_per_kwh\n" + "".join(f"{h},{600 if h == hour else 300}\n" for h in range(24)))
+    config = AppConfig(experts=catalog().experts, carbon={"grid_intensity_file": str(grid)})
+    assert config.catalog.carbon_intensity_g_per_kwh == pytest.approx(312.5)
+    view = asyncio.run(BudgetGate(config).view(None))
+    assert view.grid_intensity == 600 and view.route_fields()["grid_intensity"] == 600
+    assert view.steered(ObjectiveWeights(carbon=0.1)).carbon == pytest.approx(0.1 * 600 / 312.5)
+    off = AppConfig(experts=catalog().experts, carbon={"grid_intensity_file": str(grid), "follow_grid": False})
+    assert asyncio.run(BudgetGate(off).view(None)).steered(ObjectiveWeights(carbon=0.1)).carbon == 0.1
