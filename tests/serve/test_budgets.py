@@ -35,7 +35,9 @@ def budget_graph(ray_session, tmp_path_factory):
     big.update(name="big", params_b=70, energy_per_token_j=4.0, quality_prior=0.9, max_new_tokens=2)
     small.update(name="small", params_b=7, energy_per_token_j=0.4, quality_prior=0.5, max_new_tokens=2)
     small.update(price_in_per_1k=0.0001, price_out_per_1k=0.0001)
-    graph["experts"] = [big, small]
+    dead = graph["experts"][2]  # nothing listens: its calls fail
+    dead.update(quality_prior=0.1, energy_per_token_j=10.0)
+    graph["experts"] = [big, small, dead]
     moe = {"hidden": [16], "seed": 0, "quality_prior_weight": 1.0}
     graph["router"] = {
         "strategies": {"moe": moe},
@@ -171,3 +173,16 @@ def test_the_report_totals_are_the_store_sums(budget_graph):
     assert [p.name for p in written] == ["report.json", "emissions.png", "savings.png", "budget.png"]
     assert json.loads(written[0].read_text())["total"]["total_calls"] == total[1]
     assert all(p.stat().st_size > 1000 for p in written[1:])
+
+
+def test_a_streamed_answer_is_settled_and_a_failed_call_releases_its_reservation(budget_graph):
+    url, _, _ = budget_graph
+    body = {"messages": ASK, "max_tokens": 2, "user": "streamer", "stream": True, "model": "small"}
+    with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=120) as r:
+        events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+    routing = events[-1]["routing"]
+    assert routing["budget"]["status"] == "reserved" and caller_line(routing)["spent"] == routing["carbon_g"] > 0
+    failed = chat(url, "failer", model="dead_api")
+    assert failed.status_code == 503
+    after = httpx.post(url + "/v1/route", json={"prompt": "x", "user": "failer"}, timeout=60).json()["routing"]
+    assert caller_line(after)["reserved"] == 0 and caller_line(after)["spent"] == 0
