@@ -33,8 +33,11 @@ MAX_CALLER_CHARS = 256
 LEDGER_TIMEOUT_S = 5.0
 
 
-def caller_of(body: Any) -> str | None:
-    """Whom a request's spend is charged to: the OpenAI `user` field (API keys will take its place), or None."""
+def caller_of(body: Any, key_id: str | None = None) -> str | None:
+    """Whom a request's spend is charged to: its API key's fingerprint (serve_app.auth) where the graph asks for
+    keys, else the OpenAI `user` field, else None (the total budget only)."""
+    if key_id is not None:
+        return f"key:{key_id}"
     user = (getattr(body, "model_extra", None) or {}).get("user")
     if user is None:
         return None

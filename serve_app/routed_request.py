@@ -46,6 +46,8 @@ class RoutedRequest:
     """What the ledger's reservation decided: 'reserved', 'downgraded' or 'over_budget' (None: nothing reserved)."""
     downgraded_from: list[str] | None = None
     """The decision's fan-out when the budget moved the request to another expert."""
+    caller: str | None = None
+    """Fingerprint of the API key that made the request (serve_app.auth; None in an open graph)."""
 
     @property
     def learnable(self) -> bool:

@@ -92,7 +92,8 @@ class OnlineLearner:
         self.catalog = catalog
         self.clock = clock
         self.profile = ExpertProfile(catalog)
-        self.store = OutcomeStore(config.store_path, ttl_s=config.feedback_ttl_s, clock=clock)
+        cap = (config.feedback_cap_per_key, config.feedback_cap_window_s) if config.feedback_cap_per_key else None
+        self.store = OutcomeStore(config.store_path, ttl_s=config.feedback_ttl_s, clock=clock, caller_cap=cap)
         self.rng = np.random.default_rng(config.seed)
         self.versions = PolicyVersions(config.checkpoint_dir)
         self.cursor = 0
@@ -111,9 +112,10 @@ class OnlineLearner:
         """Durably log several calls (e.g. a whole fan-out) in one transaction; returns how many were new."""
         return self.store.add_outcomes(outcomes)
 
-    def record_feedback(self, request_id: str, score: float) -> int:
-        """Durably log a score; raises the store's UnknownRequestError / DuplicateFeedbackError / InvalidScoreError."""
-        return self.store.add_feedback(request_id, score)
+    def record_feedback(self, request_id: str, score: float, caller: str | None = None) -> int:
+        """Durably log `caller`'s score; raises the store's UnknownRequestError / DuplicateFeedbackError /
+        InvalidScoreError."""
+        return self.store.add_feedback(request_id, score, caller=caller)
 
     # --- learning -------------------------------------------------------------------------------------
     def step(self) -> dict[str, Any]:
@@ -253,7 +255,8 @@ class OnlineLearner:
             metrics={**_jsonable(metrics), "store_cursor": t.cursor, "experiences_seen": t.seen, "epsilon": t.epsilon},
         )
         history = self.versions.record_publish(t.name, version)
-        self._set_live(t, version)
+        if self.versions.pinned(t.name) is None:  # a rolled-back strategy keeps its pinned version live
+            self._set_live(t, version)
         t.publishes += 1
         self.versions.prune(t.name, history, self.config.keep_versions)
         return version

@@ -135,10 +135,11 @@ class LearnerActor:
             self.metrics.safely(self.metrics.outcomes.inc, float(new))
         return new
 
-    def record_feedback(self, request_id: str, score: float) -> int:
-        """Log a score in [0, 1]; raises UnknownRequestError (404), DuplicateFeedbackError (409) or
-        InvalidScoreError (422) from training.online.outcome_store. Returns the feedback's cursor."""
-        cursor = self.learner.record_feedback(request_id, score)
+    def record_feedback(self, request_id: str, score: float, caller: str | None = None) -> int:
+        """Log `caller`'s score in [0, 1] of its own request; raises UnknownRequestError (404, also for another
+        caller's id), DuplicateFeedbackError (409) or InvalidScoreError (422) from training.online.outcome_store.
+        Returns the feedback's cursor."""
+        cursor = self.learner.record_feedback(request_id, score, caller=caller)
         self.metrics.safely(self.metrics.feedback.inc)
         return cursor
 
@@ -164,19 +165,31 @@ class LearnerActor:
 
     # --- admin --------------------------------------------------------------------------------------------
     def rollback(self, strategy: str) -> int:
-        """Make the previously published version live again; returns it."""
+        """Make the previously published version live again and pin it (publishes are held as candidates until
+        `unpin`); returns it."""
         with self._lock:
             return self.learner.rollback(strategy)
+
+    def unpin(self, strategy: str) -> int | None:
+        """Let `strategy`'s publishes go live again; returns the version that was pinned (None: none was)."""
+        if strategy not in self.learner.trainees:
+            raise KeyError(f"strategy {strategy!r} is not trained here; trained: {sorted(self.learner.trainees)}")
+        with self._lock:
+            return self.learner.versions.unpin(strategy)
 
     def status(self) -> dict[str, Any]:
         with self._lock:
             status = self.learner.status()
+            for name, s in status["strategies"].items():
+                live = self.learner.versions.read_live(name) or {}
+                s["pinned"], s["held_versions"] = live.get("pinned"), live.get("held", [])
         status["actor"] = {
             "pid": os.getpid(),
             "started_at": self.started_at,
             "training_errors": self.training_errors,
             "last_training_error": self.last_training_error,
             "pending_feedback": self.learner.store.last_cursor() - status["cursor"],
+            "feedback_over_caller_cap": self.learner.store.over_cap(),
         }
         return status
 
@@ -235,12 +248,17 @@ def get_or_create_learner(
     name: str = LEARNER_NAME,
     num_cpus: float = 0.5,
     poll_interval_s: float = 0.05,
+    node_ip: str | None = None,
 ):
-    """The named, detached learner actor; created on first call (Ray must be initialised)."""
+    """The named, detached learner actor; created on first call (Ray must be initialised). With `node_ip` it is
+    placed, and restarted, only on that node (its `node:<ip>` resource): where its SQLite store and checkpoints
+    are. Without it Ray may restart it on any node, which is right only for a data_dir every node shares."""
     import ray
 
     actor_cls = ray.remote(LearnerActor)
+    placement = {"resources": {f"node:{node_ip}": 0.001}} if node_ip else {}
     return actor_cls.options(
+        **placement,
         name=name,
         namespace=namespace,
         lifetime="detached",

@@ -56,6 +56,13 @@ class LearnerConfig(_Strict):
     min_propensity: float = Field(0.05, gt=0, le=1, description="Floor of logged probabilities in the estimate.")
     publish_margin: float = Field(0.02, ge=0, description="Largest estimated reward drop a candidate may have.")
     feedback_ttl_s: float | None = Field(7 * 86400.0, gt=0, description="Feedback older than this is refused.")
+    feedback_cap_per_key: int | None = Field(
+        50,
+        ge=1,
+        description="Most feedbacks of one API key the learner reads per window; the rest are stored, "
+        "not learned (bounds what one key can do to the live policy; None: no cap; an open graph is not capped).",
+    )
+    feedback_cap_window_s: float = Field(3600.0, gt=0, description="The window of feedback_cap_per_key.")
     keep_versions: int | None = Field(None, ge=2, description="Keep the newest N version directories (None: all).")
     max_fetch: int = Field(10_000, ge=1, description="Most logged experiences read per step.")
     reward_ema: float = Field(0.01, gt=0, le=1, description="Weight of each new reward in the moving average.")

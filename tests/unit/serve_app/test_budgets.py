@@ -16,8 +16,9 @@ def body(**extra):
     return ChatCompletionRequest.model_validate({"messages": [{"role": "user", "content": "hi"}], **extra})
 
 
-def test_the_caller_is_the_user_field():
+def test_the_caller_is_the_key_else_the_user_field():
     assert caller_of(body(user=" alice ")) == "alice" and caller_of(body()) is None
+    assert caller_of(body(user="alice"), key_id="ab12") == "key:ab12"  # a key, where there are keys, wins
     for bad in ("", 5, "x" * 300):
         with pytest.raises(APIError, match="user must be"):
             caller_of(body(user=bad))

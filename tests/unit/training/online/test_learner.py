@@ -240,10 +240,14 @@ def test_rollback_returns_to_the_previous_version(tmp_path):
     for k, v in learner.get_policy("rl")[1].items():
         np.testing.assert_array_equal(v, v2[k])
     live = json.loads((tmp_path / "ckpt" / "rl" / LIVE_FILE).read_text())
-    assert live == {"version": 2, "history": [1, 2], "rolled_back": [3]}
+    assert live == {"version": 2, "history": [1, 2], "rolled_back": [3], "pinned": 2, "held": []}
     assert all((tmp_path / "ckpt" / "rl" / f"v{v}").is_dir() for v in (1, 2, 3))
     feed(learner, 3, start=20)
-    assert learner.publish("rl")["published"] == 4  # versions are never reused
+    assert learner.publish("rl")["published"] == 4  # versions are never reused; the rollback pinned v2 live
+    assert learner.live_versions() == {"rl": 2}
+    learner.versions.unpin("rl")
+    feed(learner, 3, start=23)
+    assert learner.publish("rl")["published"] == 5 and learner.live_versions() == {"rl": 5}
     assert learner.rollback("rl") == 2 and learner.rollback("rl") == 1
     with pytest.raises(ValueError, match="no earlier published version"):
         learner.rollback("rl")
