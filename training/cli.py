@@ -7,6 +7,7 @@ of the parsed namespace returning an exit code, plus one line in COMMANDS. torch
     routerllm bench --train DIR --experts mix4 --out runs/mix4 [--split 0.3 --seed 0] [--strategies dummy,knn]
     routerllm bench-online --data DIR --experts seed4 --out runs/online [--passes 3 --lam 0.1] [--through-serve]
     routerllm report --url http://127.0.0.1:8000 --out runs/report [--window-s 3600]
+    routerllm bench-budget --train DIR --experts seed4 --carbon-budget-frac 0.4,0.2 --out runs/budget
     routerllm bench-load --data DIR --out runs/load [--quick] [--p99-ms 1000] [--hold-s 600]
 """
 
@@ -271,6 +272,81 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- bench-budget ---------------------------------------------------------------------------------------
+def add_bench_budget_command(subparsers: argparse._SubParsersAction) -> None:
+    from training.benchmarks.budget_policies import POLICIES
+
+    parser = subparsers.add_parser(
+        "bench-budget",
+        help="replay held-out prompts in carbon-budget windows through the budget-aware policies",
+        description="Writes <out>/results.json and <out>/budget_quality_carbon.png and prints a table "
+        "(see training/benchmarks/budget.py).",
+    )
+    parser.add_argument("--train", required=True, help="RouterBench CSV or directory to train on")
+    parser.add_argument("--eval", default=None, help="CSV or directory to evaluate on (default: hold out --split)")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument(
+        "--carbon-budget-frac",
+        default="0.4,0.2",
+        help="comma list F[,F2,...]: each window's carbon budget as a share of always-largest's carbon on it",
+    )
+    parser.add_argument("--window", type=int, default=50, help="requests per budget window")
+    parser.add_argument("--split", type=float, default=0.3, help="held-out fraction when --eval is not given")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split, the stream order and the training")
+    parser.add_argument("--policies", default=",".join(POLICIES), help="comma list of budget-aware policies")
+    parser.add_argument("--limit", type=int, default=None, help="at most N prompts per table (quick runs)")
+    parser.add_argument(
+        "--guard", action=argparse.BooleanOptionalAction, default=True, help="route through the budget guard"
+    )
+    parser.add_argument(
+        "--set",
+        dest="set_options",
+        action="append",
+        default=[],
+        metavar="POLICY.OPTION=VALUE",
+        help="a trainer option of rl (rl_bn shares it) or moe, e.g. rl.total_steps=20000 (repeatable)",
+    )
+    parser.add_argument(
+        "--predictor", default="moe", choices=["moe", "knn"], help="quality predictor of the two baselines"
+    )
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm bars")
+    _add_data_options(parser)
+    parser.set_defaults(run=run_bench_budget)
+
+
+def run_bench_budget(args: argparse.Namespace) -> int:
+    from training.benchmarks.budget import BudgetBenchConfig, run_budget_bench
+    from training.benchmarks.budget_report import budget_table
+
+    try:
+        fracs = [float(f) for f in _names(args.carbon_budget_frac)]
+    except ValueError as e:
+        raise ValueError(f"--carbon-budget-frac takes a comma list of numbers, got {args.carbon_budget_frac!r}") from e
+    config = BudgetBenchConfig(
+        train=args.train,
+        eval=args.eval,
+        out=args.out,
+        experts=args.experts,
+        budget_fracs=fracs,
+        window=args.window,
+        split=args.split,
+        seed=args.seed,
+        policies=_names(args.policies),
+        limit=args.limit,
+        options=parse_dotted(args.set_options, "--set"),
+        guard=args.guard,
+        predictor=args.predictor,
+        embedder=args.embedder,
+        progress=args.progress,
+    )
+    started = time.perf_counter()
+    results = run_budget_bench(config)
+    print(budget_table(results))
+    elapsed = time.perf_counter() - started
+    print(f"wrote {args.out}/results.json and {args.out}/budget_quality_carbon.png in {elapsed:.0f} s")
+    return 0
+
+
 # --- bench-load -----------------------------------------------------------------------------------------
 def add_bench_load_command(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -337,6 +413,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_bench_command,
     add_bench_online_command,
     add_report_command,
+    add_bench_budget_command,
     add_bench_load_command,
 ]
 
