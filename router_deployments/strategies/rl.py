@@ -17,6 +17,11 @@ When exploiting, Q-values pay a carbon penalty that grows as the budget runs out
     tightness = clip(1 - carbon_budget_left / tight_budget, 0, 1).
 When exploring (epsilon > 0, online), the random expert is drawn with probability proportional to
 exp(-green_exploration * tightness * carbon_norm_j): uniform with budget to spare, low-carbon when it is tight.
+
+Online (issue 13): `head` adds a Bayesian linear head on the embedding (outcome_head.py), updated once per
+experience (observe), and the exploit score becomes
+    score_j = network_weight * |w|_1 * Q(s)_j + (1 - network_weight) * head utility_j - carbon penalty,
+so a cold router starts at the catalog's best expected utility instead of an untrained network's guess.
 """
 
 from __future__ import annotations
@@ -39,6 +44,12 @@ from router_deployments.strategies.base import (
     RoutingDecision,
     RoutingStrategy,
     StrategyConfig,
+)
+from router_deployments.strategies.outcome_head import (
+    BayesianOutcomeHead,
+    OutcomeHeadConfig,
+    observe_experiences,
+    split_head_state,
 )
 
 # The state after the embedding: the budget features, then the objective weights (last, read by the linear heads).
@@ -86,6 +97,10 @@ class RLConfig(StrategyConfig):
         4, ge=1, description="Objective-weight vectors each online outcome is replayed under (see learn)."
     )
     seed: int = Field(0, description="Seeds the initial weights, exploration and relabelling.")
+    head: OutcomeHeadConfig | None = Field(None, description="Bayesian linear head on the embedding (None: none).")
+    network_weight: float = Field(
+        1.0, ge=0, le=1, description="Weight of the Q-network's values against the head's utility (with a head)."
+    )
 
 
 class RLStrategy(RoutingStrategy):
@@ -108,6 +123,7 @@ class RLStrategy(RoutingStrategy):
         self.target.load_state_dict(self.online.state_dict())
         self.target.eval()
         self.rng = np.random.default_rng(cfg.seed)
+        self.head = BayesianOutcomeHead(self.profile, cfg.embedding_dim, cfg.head) if cfg.head else None
         self._optimizer: torch.optim.Optimizer | None = None
 
     # --- routing ----------------------------------------------------------------------------------------
@@ -137,7 +153,12 @@ class RLStrategy(RoutingStrategy):
         q = self.q_values(self.observations(contexts))
         scale = np.array([[c.weights.as_array().sum() or 1.0] for c in contexts])
         tight = self.tightness([c.carbon_budget_left for c in contexts])[:, None]
-        return scale * q - self.config.carbon_penalty * tight * self.profile.carbon_norm
+        value = scale * q
+        if self.head is not None:
+            embeddings = np.stack([c.embedding for c in contexts])
+            head = self.head.utility(self.head.predict(embeddings), np.stack([c.weights.as_array() for c in contexts]))
+            value = self.config.network_weight * value + (1.0 - self.config.network_weight) * head
+        return value - self.config.carbon_penalty * tight * self.profile.carbon_norm
 
     def exploration_probs(self, budget_left: np.ndarray) -> np.ndarray:
         """Distribution of the random expert [batch, n]: uniform with budget to spare, greener when tight."""
@@ -242,6 +263,10 @@ class RLStrategy(RoutingStrategy):
         self.policy_version += 1
         return {"loss": loss, "td_error": float(np.abs(td).mean())}
 
+    def observe(self, experiences: list[Experience]) -> dict[str, float]:
+        """Add new experiences once to the head's posterior (nothing without a head)."""
+        return observe_experiences(self.head, experiences, self.profile) if self.head is not None else {}
+
     # --- checkpoint -------------------------------------------------------------------------------------
     def architecture(self) -> dict[str, Any]:
         """The Q-network's shape and state layout."""
@@ -286,16 +311,20 @@ class RLStrategy(RoutingStrategy):
         return super().load(path)
 
     def state_dict(self) -> dict[str, Any]:
-        """Online and target networks, prefixed `online.` and `target.`."""
+        """Online and target networks, prefixed `online.` and `target.`; the head's statistics, `head.`."""
         state = {f"online.{k}": v for k, v in self.online.state_dict().items()}
         state.update({f"target.{k}": v for k, v in self.target.state_dict().items()})
-        return state
+        return {**state, **(self.head.state_dict() if self.head is not None else {})}
 
     def load_state_dict(self, state: dict[str, Any], version: int | None = None) -> None:
-        """Load both networks; `version` becomes the policy version."""
+        """Load both networks, and the head's statistics where the state has them (an offline fit has none: the head
+        then keeps its prior); `version` becomes the policy version."""
+        state, head_state = split_head_state(state)
         unknown = [k for k in state if not k.startswith(("online.", "target."))]
-        if unknown:
-            raise KeyError(f"unexpected tensors {unknown} in an rl state")
+        if unknown or (head_state and self.head is None):
+            raise KeyError(f"unexpected tensors {unknown or sorted(head_state)} in an rl state")
+        if head_state:
+            self.head.load_state_dict(head_state)
         for prefix, net in (("online.", self.online), ("target.", self.target)):
             net.load_state_dict({k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)})
         self._optimizer = None

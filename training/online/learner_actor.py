@@ -12,7 +12,7 @@ while a background thread runs `OnlineLearner.step()` whenever new feedback has 
 a few threads (max_concurrency), so a status() or get_policy() never queues behind a slow write.
 
 Metrics (ray.util.metrics, exported by Ray's Prometheus endpoint), tagged by strategy or expert:
-    routerllm_learner_policy_version, _epsilon, _loss, _replay_size, _publishes, _refused_publishes,
+    routerllm_learner_policy_version, _epsilon, _explored_share, _loss, _replay_size, _publishes, _refused_publishes,
     _reward_moving_average, _updates, _requests (per expert), _cost_usd_per_request, _carbon_g_per_request,
     _feedback_total, _outcomes_total, _publish_propagation_s (time for a publish to reach every replica).
 """
@@ -47,6 +47,7 @@ class LearnerMetrics:
         self.gauges = {
             "live_version": gauge("policy_version", "Live (published) policy version."),
             "epsilon": gauge("epsilon", "Exploration rate published with the live version."),
+            "explored_share": gauge("explored_share", "Share of logged answers not the router's most probable."),
             "last_loss": gauge("loss", "Loss of the last learn() call."),
             "replay_size": gauge("replay_size", "Experiences in the replay pool."),
             "publishes": gauge("publishes", "Versions published since start."),
@@ -79,6 +80,7 @@ class LearnerMetrics:
             values = {
                 "live_version": s["live_version"],
                 "epsilon": s["epsilon"],
+                "explored_share": s["exploration"]["explored_share"],
                 "last_loss": s["last_loss"],
                 "replay_size": s["replay_size"],
                 "publishes": s["publishes"],

@@ -54,7 +54,12 @@ class LearnerConfig(_Strict):
     holdback_size: int = Field(512, ge=1, description="Most recent held-back experiences evaluated on.")
     min_holdback_matches: int = Field(20, ge=1, description="Agreeing held-back experiences needed for the check.")
     min_propensity: float = Field(0.05, gt=0, le=1, description="Floor of logged probabilities in the estimate.")
-    publish_margin: float = Field(0.02, ge=0, description="Largest estimated reward drop a candidate may have.")
+    publish_margin: float = Field(
+        0.0, ge=0, description="Refuse a candidate when its reward advantage's upper confidence bound is below -margin."
+    )
+    publish_confidence: float = Field(
+        0.9, gt=0, lt=1, description="Two-sided confidence of the bootstrap interval of that advantage."
+    )
     feedback_ttl_s: float | None = Field(7 * 86400.0, gt=0, description="Feedback older than this is refused.")
     feedback_cap_per_key: int | None = Field(
         50,

@@ -108,8 +108,9 @@ def test_learns_publishes_versions_and_replicas_load_them(tmp_path):
         contexts = [RouteContext(text="", embedding=np.full(DIM, x, np.float32)) for x in (-1.0, 1.0)]
         np.testing.assert_allclose(replica.score(contexts), learner.trainees[name].live.score(contexts), rtol=1e-6)
         assert replica.policy_version == version
-    assert status["strategies"]["rl"]["epsilon"] < 0.2 and status["strategies"]["moe"]["epsilon"] is None
-    assert learner.routing_settings("rl")["epsilon"] == pytest.approx(status["strategies"]["rl"]["epsilon"])
+    for name in ("rl", "moe"):  # both explore: the learner publishes each one's decaying epsilon
+        assert status["strategies"][name]["epsilon"] < 0.2
+        assert learner.routing_settings(name)["epsilon"] == pytest.approx(status["strategies"][name]["epsilon"])
     assert status["store"] == {"outcomes": 40, "feedback": 40} and status["traffic"]["requests"] == 40
     assert set(status["reward_moving_average"]) == {"rl"}
 
