@@ -6,6 +6,7 @@ of the parsed namespace returning an exit code, plus one line in COMMANDS. torch
     routerllm train knn --data DIR --experts seed4 --out ckpt/knn [--k 80] [--holdout 0.3]
     routerllm bench --train DIR --experts mix4 --out runs/mix4 [--split 0.3 --seed 0] [--strategies dummy,knn]
     routerllm bench-online --data DIR --experts seed4 --out runs/online [--passes 3 --lam 0.1] [--through-serve]
+    routerllm report --url http://127.0.0.1:8000 --out runs/report [--window-s 3600]
     routerllm bench-budget --train DIR --experts seed4 --carbon-budget-frac 0.4,0.2 --out runs/budget
     routerllm bench-load --data DIR --out runs/load [--quick] [--p99-ms 1000] [--hold-s 600]
 """
@@ -251,6 +252,26 @@ def run_bench_online(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- report ---------------------------------------------------------------------------------------------
+def add_report_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "report", help="a running graph's carbon report: report.json and charts (training/report.py)"
+    )
+    parser.add_argument("--url", required=True, help="the graph's base URL, e.g. http://127.0.0.1:8000")
+    parser.add_argument("--out", required=True, help="directory to write report.json and the PNG charts into")
+    parser.add_argument("--window-s", type=float, default=None, help="report window (default: the budget window)")
+    parser.add_argument("--page-size", type=int, default=500, help="outcomes fetched per page")
+    parser.set_defaults(run=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from training.report import write_report
+
+    for path in write_report(args.url, args.out, args.window_s, args.page_size):
+        print(path)
+    return 0
+
+
 # --- bench-budget ---------------------------------------------------------------------------------------
 def add_bench_budget_command(subparsers: argparse._SubParsersAction) -> None:
     from training.benchmarks.budget_policies import POLICIES
@@ -391,6 +412,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_train_command,
     add_bench_command,
     add_bench_online_command,
+    add_report_command,
     add_bench_budget_command,
     add_bench_load_command,
 ]
