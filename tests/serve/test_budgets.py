@@ -36,7 +36,9 @@ def budget_graph(ray_session, tmp_path_factory):
     small.update(name="small", params_b=7, energy_per_token_j=0.4, quality_prior=0.5, max_new_tokens=2)
     small.update(price_in_per_1k=0.0001, price_out_per_1k=0.0001)
     dead = graph["experts"][2]  # nothing listens: its calls fail
-    dead.update(quality_prior=0.1, energy_per_token_j=10.0)
+    # As big's carbon, so that big is the carbon scale's top (normalised 1.0 against small's 0.1) and the switch
+    # point below holds; a greater figure here would shrink big's normalised carbon and move the switch.
+    dead.update(quality_prior=0.1, energy_per_token_j=4.0)
     graph["experts"] = [big, small, dead]
     moe = {"hidden": [16], "seed": 0, "quality_prior_weight": 1.0}
     graph["router"] = {
