@@ -35,7 +35,7 @@ def deploy(cls: type, settings: DeploymentSettings, **kwargs: Any) -> Applicatio
 
 
 def build_app(config: AppConfig) -> Application:
-    """Ingress -> embedding -> router -> one deployment per expert."""
+    """Ingress -> router (-> embedding) -> one deployment per expert."""
     catalog = config.catalog
     learner = None
     if config.learner is not None:
@@ -43,8 +43,8 @@ def build_app(config: AppConfig) -> Application:
         learner = config.learner.link()
     experts = {spec.name: deploy(ExpertDeployment, spec, carbon=config.carbon) for spec in catalog.experts}
     embedder = deploy(EmbeddingDeployment, config.embedding)
-    router = deploy(RouterDeployment, config.router, catalog=catalog, learner=learner)
-    return deploy(Ingress, config, embedder=embedder, router=router, experts=experts)
+    router = deploy(RouterDeployment, config.router, catalog=catalog, embedder=embedder, learner=learner)
+    return deploy(Ingress, config, router=router, experts=experts)
 
 
 def graph(args: GraphArgs) -> Application:

@@ -17,7 +17,7 @@ from ray.serve.handle import DeploymentHandle
 
 from experts.base import GenerationRequest, GenerationResult
 from router_deployments.objectives import ObjectiveWeights, merge_weights
-from router_deployments.router_deployment import RouteQuery, UnknownStrategyError
+from router_deployments.router_deployment import RouteAnswer, RouteQuery, UnknownStrategyError
 from router_deployments.strategies import RoutingDecision
 from serve_app.api_models import RouterPreferences
 from serve_app.config import ROUTER_MODEL, AppConfig
@@ -66,19 +66,18 @@ def no_answer(failures: list[ExpertFailure]) -> APIError:
 
 
 class Dispatcher:
-    """Holds the handles of the embedding, router and expert deployments and runs one request through them."""
+    """Holds the handles of the router and expert deployments and runs one request through them (the router
+    deployment calls the embedding deployment)."""
 
     def __init__(
         self,
         config: AppConfig,
-        embedder: DeploymentHandle,
         router: DeploymentHandle,
         experts: dict[str, DeploymentHandle],
     ):
         self.server = config.server
         self.catalog = config.catalog
         self.default_weights = config.router.default_weights
-        self.embedder = embedder
         self.router = router
         self.experts = experts
 
@@ -90,30 +89,28 @@ class Dispatcher:
         if model != ROUTER_MODEL:
             return self._direct(request_id, started, model, prefs)
         t0 = time.perf_counter()
-        embedding = await self.embedder.embed.remote(text)
-        t1 = time.perf_counter()
         weights = self._merged_weights(prefs)
+        # No embedding: the router embeds each batch of queries in one call (router_deployment.py).
         query = RouteQuery(
             text=text,
-            embedding=embedding,
             strategy=prefs.strategy,
             weights=weights.model_dump(),
             carbon_budget_left=prefs.carbon_budget_left,
         )
         try:
-            decision: RoutingDecision = await self.router.route.remote(query)
+            answer: RouteAnswer = await self.router.route.remote(query)
         except UnknownStrategyError as e:
             raise bad_request(str(e.args[0]), param="router.strategy", code="unknown_strategy") from e
         t2 = time.perf_counter()
         return RoutedRequest(
             request_id=request_id,
-            decision=decision,
-            embedding=embedding,
+            decision=answer.decision,
+            embedding=answer.embedding,
             weights=weights,
             carbon_budget_left=prefs.carbon_budget_left,
             started=started,
             routed=t2,
-            handle_timings={"embedding": t1 - t0, "router": t2 - t1},
+            handle_timings={"embedding": answer.embed_s, "router": t2 - t0 - answer.embed_s},
         )
 
     def _direct(self, request_id: str, started: float, model: str, prefs: RouterPreferences) -> RoutedRequest:
