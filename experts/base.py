@@ -12,7 +12,30 @@ from experts.catalog import ExpertSpec
 
 
 class ExpertError(RuntimeError):
-    """An expert could not answer (backend down, bad output); the ingress maps it to a 5xx."""
+    """An expert could not answer (backend down, bad output); the ingress maps it to a 5xx.
+
+    `kind` says what the ingress may do about it: "transient" (timeout, unreachable, 429, 5xx: retry with
+    backoff, then fail over), "auth" (the endpoint refused our key: never retried, fail over), "request" (the
+    endpoint refused this request as malformed: never retried, not the expert's fault) or "internal" (anything
+    else: not retried, fail over)."""
+
+    KINDS = ("transient", "auth", "request", "internal")
+
+    def __init__(self, message: str, kind: str = "internal"):
+        if kind not in self.KINDS:
+            raise ValueError(f"Invalid ExpertError kind {kind!r}. Available kinds are {list(self.KINDS)}")
+        super().__init__(message)
+        self.kind = kind
+
+
+def http_error_kind(status: int) -> str:
+    """The ExpertError kind of an endpoint's non-200 status: 401/403 auth, 408/429/5xx transient, other 4xx
+    request."""
+    if status in (401, 403):
+        return "auth"
+    if status in (408, 409, 425, 429) or status >= 500:
+        return "transient"
+    return "request"
 
 
 @dataclass

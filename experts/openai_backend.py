@@ -7,7 +7,14 @@ import os
 import time
 from collections.abc import AsyncIterator
 
-from experts.base import ExpertBackend, ExpertError, GenerationRequest, GenerationResult, StreamChunk
+from experts.base import (
+    ExpertBackend,
+    ExpertError,
+    GenerationRequest,
+    GenerationResult,
+    StreamChunk,
+    http_error_kind,
+)
 
 
 class OpenAIBackend(ExpertBackend):
@@ -25,6 +32,17 @@ class OpenAIBackend(ExpertBackend):
                 raise ExpertError(f"{self.spec.name}: environment variable {cfg.api_key_env} is not set")
             headers["Authorization"] = f"Bearer {key}"
         self.client = httpx.AsyncClient(base_url=cfg.base_url.rstrip("/"), headers=headers, timeout=cfg.timeout_s)
+
+    def _unreachable(self, e: Exception) -> ExpertError:
+        """A connection that failed or timed out (httpx's timeout is backend.timeout_s): transient."""
+        import httpx
+
+        what = "timed out" if isinstance(e, httpx.TimeoutException) else "unreachable"
+        return ExpertError(f"{self.spec.name}: endpoint {what}: {e!r}", kind="transient")
+
+    def _refused(self, status: int, body: str) -> ExpertError:
+        """A non-200 answer, classified by its status (experts.base.http_error_kind)."""
+        return ExpertError(f"{self.spec.name}: endpoint answered {status}: {body[:300]}", kind=http_error_kind(status))
 
     def _body(self, request: GenerationRequest, stream: bool) -> dict:
         temperature, top_p = self.sampling(request)
@@ -52,9 +70,9 @@ class OpenAIBackend(ExpertBackend):
         try:
             resp = await self.client.post("/chat/completions", json=self._body(request, stream=False))
         except httpx.HTTPError as e:
-            raise ExpertError(f"{self.spec.name}: endpoint unreachable: {e!r}") from e
+            raise self._unreachable(e) from e
         if resp.status_code != 200:
-            raise ExpertError(f"{self.spec.name}: endpoint answered {resp.status_code}: {resp.text[:300]}")
+            raise self._refused(resp.status_code, resp.text)
         data = resp.json()
         choice = data["choices"][0]
         usage = data.get("usage") or {}
@@ -75,8 +93,7 @@ class OpenAIBackend(ExpertBackend):
         try:
             async with self.client.stream("POST", "/chat/completions", json=self._body(request, stream=True)) as resp:
                 if resp.status_code != 200:
-                    body = (await resp.aread()).decode(errors="replace")
-                    raise ExpertError(f"{self.spec.name}: endpoint answered {resp.status_code}: {body[:300]}")
+                    raise self._refused(resp.status_code, (await resp.aread()).decode(errors="replace"))
                 async for line in resp.aiter_lines():
                     if not line.startswith("data:"):
                         continue
@@ -92,7 +109,7 @@ class OpenAIBackend(ExpertBackend):
                             text.append(delta)
                             yield StreamChunk(delta=delta)
         except httpx.HTTPError as e:
-            raise ExpertError(f"{self.spec.name}: endpoint unreachable: {e!r}") from e
+            raise self._unreachable(e) from e
         yield StreamChunk(
             delta="",
             result=GenerationResult(

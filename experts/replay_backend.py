@@ -85,7 +85,8 @@ class ReplayBackend(ExpertBackend):
         shown = candidates[0][:80] if candidates else ""
         raise ExpertError(
             f"replay expert {self.spec.name!r}: prompt {shown!r}... is not recorded in {self.config.data} "
-            f"({len(self._index)} prompts); a replay expert only answers prompts of its table, sent verbatim"
+            f"({len(self._index)} prompts); a replay expert only answers prompts of its table, sent verbatim",
+            kind="request",
         )
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:

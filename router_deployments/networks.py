@@ -13,12 +13,17 @@ import torch
 from torch import nn
 
 
-def mlp(input_dim: int, hidden: Sequence[int], dropout: float = 0.0) -> tuple[nn.Sequential, int]:
-    """Linear-ReLU(-Dropout) layers; returns the stack and its output width."""
+def mlp(
+    input_dim: int, hidden: Sequence[int], dropout: float = 0.0, batch_norm: bool = False
+) -> tuple[nn.Sequential, int]:
+    """Linear(-BatchNorm)-ReLU(-Dropout) layers; returns the stack and its output width."""
     layers: list[nn.Module] = []
     width = input_dim
     for size in hidden:
-        layers += [nn.Linear(width, size), nn.ReLU()]
+        layers.append(nn.Linear(width, size))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(size))
+        layers.append(nn.ReLU())
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         width = size
@@ -77,14 +82,26 @@ class DuelingQNetwork(nn.Module):
     objective plus a weight-free term (budget bonus or penalty), and V(s; w) = [w, 1] . v(s) (likewise A). The
     routing reward is linear in w, so its expectation is too: one network then serves every trade-off exactly,
     including weights it never saw in training.
+
+    `batch_norm` and `dropout` are the seed design's trunk (BatchNorm after each hidden Linear, dropout 0.2); both
+    off by default, which is the plain MLP (routerllm bench-budget measures the two against each other). With
+    BatchNorm the network must be in eval mode to score single requests (the rl strategy sees to it).
     """
 
-    def __init__(self, input_dim: int, n_actions: int, hidden: Sequence[int] = (256, 256), n_weights: int = 0):
+    def __init__(
+        self,
+        input_dim: int,
+        n_actions: int,
+        hidden: Sequence[int] = (256, 256),
+        n_weights: int = 0,
+        batch_norm: bool = False,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         if not 0 <= n_weights < input_dim:
             raise ValueError(f"n_weights={n_weights} must be in [0, input_dim={input_dim})")
         self.n_actions, self.n_weights = n_actions, n_weights
-        self.trunk, width = mlp(input_dim - n_weights, hidden)
+        self.trunk, width = mlp(input_dim - n_weights, hidden, dropout, batch_norm)
         self.value = nn.Linear(width, n_weights + 1)
         self.advantage = nn.Linear(width, n_actions * (n_weights + 1))
 
@@ -106,5 +123,13 @@ def dueling_q(value: torch.Tensor, advantage: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
-    """Polyak averaging: target <- tau * online + (1 - tau) * target (tau = 1 copies the online net)."""
+    """Polyak averaging: target <- tau * online + (1 - tau) * target (tau = 1 copies the online net).
+
+    Floating-point buffers (BatchNorm's running statistics) are averaged the same way; integer ones (its batch
+    counter) are copied."""
     torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), tau)
+    for mine, theirs in zip(target.buffers(), online.buffers()):
+        if mine.is_floating_point():
+            mine.lerp_(theirs, tau)
+        else:
+            mine.copy_(theirs)

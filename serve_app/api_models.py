@@ -166,3 +166,11 @@ class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     strategy: str = Field(min_length=1)
+
+
+class UnpinRequest(BaseModel):
+    """`POST /admin/unpin`: let a rolled-back strategy's publishes go live again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: str = Field(min_length=1)

@@ -16,6 +16,7 @@ from experts.expert_deployment import ExpertDeployment
 from experts.replica_settings import DeploymentSettings
 from router_deployments.embedding_deployment import EmbeddingDeployment
 from router_deployments.router_deployment import RouterDeployment
+from serve_app.auth import load_key_ring
 from serve_app.config import DEFAULT_CONFIG, AppConfig, load_config
 from serve_app.ingress import Ingress
 
@@ -44,7 +45,9 @@ def build_app(config: AppConfig) -> Application:
     experts = {spec.name: deploy(ExpertDeployment, spec, carbon=config.carbon) for spec in catalog.experts}
     embedder = deploy(EmbeddingDeployment, config.embedding)
     router = deploy(RouterDeployment, config.router, catalog=catalog, embedder=embedder, learner=learner)
-    return deploy(Ingress, config, router=router, experts=experts)
+    # The keys are read here, in the process that builds the graph; the replicas get their digests only.
+    keys = load_key_ring(config.auth)
+    return deploy(Ingress, config, router=router, experts=experts, keys=keys)
 
 
 def graph(args: GraphArgs) -> Application:

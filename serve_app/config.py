@@ -20,11 +20,14 @@ __all__ = [
     "REPO_ROOT",
     "ROUTER_MODEL",
     "AppConfig",
+    "AuthSettings",
     "CarbonConfig",
+    "CircuitBreakerConfig",
     "ConfigError",
     "EmbeddingConfig",
     "LearnerSettings",
     "LearnerStorageError",
+    "RateLimitSettings",
     "RouterConfig",
     "ServerConfig",
     "load_config",
@@ -60,13 +63,45 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
+class CircuitBreakerConfig(_Strict):
+    """Per expert: open (skip it) after `failures` failed calls within `window_s`, stay open `cooldown_s`, then let
+    one probe call through (half-open): its success closes the circuit, its failure opens it again."""
+
+    enabled: bool = Field(True, description="Whether failing experts are skipped at all.")
+    failures: int = Field(5, ge=1, description="Failed calls within the window that open the circuit.")
+    window_s: float = Field(30.0, gt=0, description="How far back failures are counted.")
+    cooldown_s: float = Field(10.0, gt=0, description="How long an open circuit skips its expert before a probe.")
+
+
 class ServerConfig(ReplicaSettings):
     """The HTTP ingress."""
 
     max_prompt_chars: int = Field(32_000, gt=0, description="Requests whose messages exceed this are refused.")
     max_messages: int = Field(256, gt=0)
-    request_timeout_s: float = Field(300.0, gt=0, description="Time allowed for one expert call.")
+    request_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="Time allowed for one attempt of an expert call: a whole answer, or a stream's first piece.",
+    )
+    request_deadline_s: float = Field(
+        600.0,
+        gt=0,
+        description="Time allowed for the whole chain of one request (every retry, failover and the whole stream), "
+        "from its arrival; what is left of it bounds each attempt.",
+    )
+    stream_idle_timeout_s: float = Field(
+        60.0, gt=0, description="Longest wait for a stream's next piece once it has started; a stall ends it."
+    )
+    retries: int = Field(
+        1, ge=0, le=5, description="Retries of one expert on a transient error (timeout, unreachable, 429, 5xx)."
+    )
+    retry_backoff_s: float = Field(
+        0.2, ge=0, description="Wait before the first retry; doubled for each next one (with jitter)."
+    )
     failover: bool = Field(True, description="Retry a routed request on the next-best expert if one fails.")
+    circuit_breaker: CircuitBreakerConfig = Field(
+        default_factory=CircuitBreakerConfig, description="When an expert is skipped for failing (per ingress replica)."
+    )
     max_tokens: int = Field(4096, gt=0, description="Most tokens a request may ask an expert to generate.")
     max_stop_sequences: int = Field(4, ge=0, description="Most `stop` strings a request may give (OpenAI's 4).")
     max_stop_chars: int = Field(64, gt=0, description="Longest `stop` string a request may give.")
@@ -80,6 +115,40 @@ class ServerConfig(ReplicaSettings):
     def default_max_ongoing_requests(self) -> int:
         """INGRESS_MAX_ONGOING_REQUESTS."""
         return INGRESS_MAX_ONGOING_REQUESTS
+
+
+class AuthSettings(_Strict):
+    """API keys. The keys themselves never sit in the YAML: they come from $ROUTERLLM_API_KEYS and
+    $ROUTERLLM_ADMIN_KEYS (comma lists) and from `keys_file`, a file of their SHA-256 hashes (serve_app/auth.py)."""
+
+    keys_file: str | None = Field(
+        None,
+        description="File of hashed keys, one per line: `user <sha256 hex>` or `admin <sha256 hex>` (# comments); "
+        "combined with the keys of the environment. Relative to the directory the graph is started from.",
+    )
+    min_key_chars: int = Field(20, ge=1, description="Shortest key accepted from the environment (refused at start).")
+
+    @model_validator(mode="after")
+    def _absolute_keys_file(self) -> AuthSettings:
+        if self.keys_file:
+            self.keys_file = absolute_path(self.keys_file)
+        return self
+
+
+class RateLimitSettings(_Strict):
+    """Per-key rate limits, shared by every ingress replica through one Ray actor (serve_app/rate_limits.py). They
+    apply to keyed callers; a graph without keys has no callers to tell apart and is not limited."""
+
+    requests_per_min: int | None = Field(600, gt=0, description="Requests per minute per key (None: no limit).")
+    tokens_per_min: int | None = Field(
+        200_000, gt=0, description="Prompt + completion tokens per minute per key, charged once answered."
+    )
+    feedback_per_min: int | None = Field(120, gt=0, description="Feedback scores per minute per key.")
+    actor_name: str = Field("routerllm-rate-limits", description="Name of the detached limiter actor.")
+    namespace: str = Field("routerllm", description="Ray namespace of the limiter actor.")
+    timeout_s: float = Field(
+        1.0, gt=0, description="Time allowed for one limiter call; past it the request goes through (logged)."
+    )
 
 
 class LearnerStorageError(ValueError):
@@ -108,6 +177,18 @@ class LearnerSettings(_Strict):
         f"training sets no store_path / checkpoint_dir; default ${DATA_DIR_ENV}, else {DEFAULT_DATA_DIR}. "
         "Created on first start.",
     )
+    pin_to_storage_node: bool = Field(
+        True,
+        description="Place the learner (and every restart of it) on the node whose disk holds its store and "
+        "policy versions: the node that deploys the graph, unless storage_node_ip names one. If that node dies "
+        "the learner cannot restart elsewhere: serving goes on with the last published policies, feedback is "
+        "refused with 503, and the learner resumes when a node with that IP and disk returns.",
+    )
+    storage_node_ip: str | None = Field(
+        None,
+        description="IP of the Ray node that holds data_dir (default: the node that deploys the graph, filled in "
+        "by prepare_storage).",
+    )
     training: LearnerConfig
 
     @model_validator(mode="before")
@@ -130,7 +211,12 @@ class LearnerSettings(_Strict):
         return data
 
     def prepare_storage(self) -> None:
-        """Create the store's directory and the checkpoint root (first start); a clear error when impossible."""
+        """Create the store's directory and the checkpoint root (first start) on this node, and remember this
+        node as the learner's home (pin_to_storage_node); a clear error when impossible."""
+        if self.pin_to_storage_node and self.storage_node_ip is None:
+            from ray.util import get_node_ip_address  # here, not at import: reading a config never imports Ray
+
+            self.storage_node_ip = get_node_ip_address()
         dirs = [Path(self.training.checkpoint_dir)]
         if self.training.store_path != ":memory:":
             dirs.insert(0, Path(self.training.store_path).parent)
@@ -160,6 +246,8 @@ class AppConfig(_Strict):
     carbon: CarbonConfig = Field(default_factory=CarbonConfig)
     experts: list[ExpertSpec] = Field(min_length=1)
     learner: LearnerSettings | None = None
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
 
     @model_validator(mode="after")
     def _learner_trains_what_the_router_serves(self) -> AppConfig:

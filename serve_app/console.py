@@ -30,6 +30,7 @@ CONSOLE_FILES = {
     "charts.js": "text/javascript; charset=utf-8",
     "savings.js": "text/javascript; charset=utf-8",
     "dom.js": "text/javascript; charset=utf-8",
+    "keys.js": "text/javascript; charset=utf-8",
 }
 
 

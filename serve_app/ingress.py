@@ -7,6 +7,7 @@ No `from __future__ import annotations`: FastAPI must see real annotation object
 """
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -17,12 +18,14 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from experts.base import GenerationRequest
-from serve_app.api_models import ChatCompletionRequest, FeedbackRequest, RollbackRequest, RouteRequest
+from serve_app.api_models import ChatCompletionRequest, FeedbackRequest, RollbackRequest, RouteRequest, UnpinRequest
+from serve_app.auth import Gate, KeyRing, refuse_open_exposure
 from serve_app.config import ROUTER_MODEL, AppConfig
 from serve_app.console import console_file, router_summary
-from serve_app.dispatch import Dispatcher, StreamDelta, no_answer
-from serve_app.errors import APIError, bad_request, cause_message, not_found, short_error
-from serve_app.outcome_recording import OutcomeRecorder
+from serve_app.dispatch import Dispatcher, StreamDelta, StreamEnd, StreamEvent, no_answer
+from serve_app.errors import APIError, bad_request, cause_message, not_found, short_error, upstream_error
+from serve_app.outcome_recording import FEEDBACK_UNSURE, ROLLBACK_UNSURE, OutcomeRecorder
+from serve_app.rate_limits import RateLimits
 from serve_app.request_metrics import RequestMetrics
 from serve_app.request_parsing import check_generation, check_size, generation_request, parse_body
 from serve_app.responses import (
@@ -36,6 +39,8 @@ from serve_app.responses import (
 )
 from serve_app.routed_request import ExpertAnswer, ExpertFailure, RoutedRequest
 from training.online.outcome_store import DuplicateFeedbackError, InvalidScoreError, UnknownRequestError, outcome_id
+
+logger = logging.getLogger("routerllm.ingress")
 
 app = FastAPI(title="RouterLLM", description="OpenAI-compatible LLM router on Ray Serve.")
 
@@ -56,7 +61,15 @@ class Ingress:
         *,
         router: DeploymentHandle,
         experts: dict[str, DeploymentHandle],
+        keys: KeyRing | None = None,
     ):
+        keys = keys or KeyRing()
+        if keys.open:
+            refuse_open_exposure()
+        self.gate = Gate(keys)  # every endpoint but /healthz and /ui passes it first (serve_app/auth.py)
+        (logger.warning if keys.open else logger.info)("ingress: %s", keys.describe())
+        self.limits = RateLimits(config.limits, keyed=not keys.open)
+        await self.limits.wait_until_ready()
         self.config = config
         self.catalog = config.catalog
         self.dispatch = Dispatcher(config, router, experts)
@@ -78,6 +91,7 @@ class Ingress:
         """Record the answered calls (the first is the one returned), then the metadata, then the metrics."""
         extra = {}
         if answers:
+            self.limits.charge_tokens(routed.caller, sum(a.result.tokens_in + a.result.tokens_out for a in answers))
             recording = time.perf_counter()
             extra["feedback"] = await self.recorder.record(routed, answers)
             routed.record_s = time.perf_counter() - recording
@@ -94,37 +108,65 @@ class Ingress:
         """OpenAI chat completions: model "router" routes, an expert's name calls it directly."""
         start = time.perf_counter()
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
+        caller = self.gate.user(request)
+        await self.limits.admit_request(caller)
         body = await parse_body(request, ChatCompletionRequest, self.config.server)
         text = body.routing_text()
         check_size(text, len(body.messages), self.config.server)
         check_generation(body, self.config.server)
         routed = await self.dispatch.decide(request_id, start, body.model, text, body.router)
+        routed.caller = caller.id
         req = generation_request(body, request_id)
         if body.stream:
-            head = RoutingMetadata.of(routed, self.dispatch.candidates(routed)[0])
-            return StreamingResponse(
-                self._events(body, routed, req), media_type="text/event-stream", headers=head.headers()
-            )
+            return await self._stream(body, routed, req)
         generation = await self.dispatch.generate(routed, req)
         done = time.perf_counter()
         answers = [generation.answer, *generation.others]
         routing = await self._report(routed, generation.answer.expert, answers, generation.failures, done)
         return JSONResponse(chat_completion(routing, generation.answer), headers=routing.headers())
 
+    async def _stream(self, body: ChatCompletionRequest, routed: RoutedRequest, req: GenerationRequest):
+        """A streamed answer. Its first piece is awaited before the response starts: failover happens before any
+        byte is sent, the headers name the expert that answers, and no expert answering is a plain 503."""
+        events = self.dispatch.stream(routed, req)
+        first = await anext(events)
+        if isinstance(first, StreamEnd):
+            raise no_answer(first.failures)
+        head = RoutingMetadata.of(routed, first.expert, failures=first.failures)
+        return StreamingResponse(
+            self._events(body, routed, first, events), media_type="text/event-stream", headers=head.headers()
+        )
+
     async def _events(
-        self, body: ChatCompletionRequest, routed: RoutedRequest, req: GenerationRequest
+        self,
+        body: ChatCompletionRequest,
+        routed: RoutedRequest,
+        first: StreamDelta,
+        events: AsyncIterator[StreamEvent],
     ) -> AsyncIterator[str]:
-        """Server-sent events of a streamed answer; the last chunk carries the routing metadata."""
+        """Server-sent events of a streamed answer; the last chunk carries the routing metadata, or an error
+        event ends it when the expert failed or stalled after its first piece."""
         created = int(time.time())
-        async for event in self.dispatch.stream(routed, req):
+        yield chunk_event(routed.request_id, created, first.expert, {"role": "assistant", "content": ""})
+        if first.text:
+            yield chunk_event(routed.request_id, created, first.expert, {"content": first.text})
+        try:
+            async for chunk in self._rest_of_events(body, routed, created, events):
+                yield chunk
+        finally:
+            await events.aclose()  # a client that hung up cancels the expert's stream too
+
+    async def _rest_of_events(
+        self, body: ChatCompletionRequest, routed: RoutedRequest, created: int, events: AsyncIterator[StreamEvent]
+    ) -> AsyncIterator[str]:
+        async for event in events:
             if isinstance(event, StreamDelta):
-                if event.first:
-                    yield chunk_event(routed.request_id, created, event.expert, {"role": "assistant", "content": ""})
                 if event.text:
                     yield chunk_event(routed.request_id, created, event.expert, {"content": event.text})
                 continue
-            if event.expert is None:
-                yield error_event(no_answer(event.failures))
+            if event.error is not None:
+                failure = event.error
+                yield error_event(upstream_error(f"{failure.expert} failed mid-stream: {failure.error}"))
             else:
                 answers = [event.answer] if event.answer is not None else []
                 routing = await self._report(routed, event.expert, answers, event.failures, time.perf_counter())
@@ -140,6 +182,7 @@ class Ingress:
         """The routing decision alone, for a chat body or a bare prompt; nothing is generated."""
         start = time.perf_counter()
         request_id = f"route-{uuid.uuid4().hex}"
+        await self.limits.admit_request(self.gate.user(request))
         body = await parse_body(request, RouteRequest, self.config.server)
         try:
             text = body.routing_text()
@@ -153,11 +196,15 @@ class Ingress:
     # --- online learning ------------------------------------------------------------------------------
     @app.post("/v1/feedback")
     async def feedback(self, request: Request):
-        """A quality score in [0, 1] for an answered request; acknowledged only once it is on disk."""
+        """A quality score in [0, 1] for a request the same key made; acknowledged only once it is on disk."""
+        caller = self.gate.user(request)
         learner = self.recorder.require_learner()
+        await self.limits.admit_feedback(caller)
         body = await parse_body(request, FeedbackRequest, self.config.server)
         try:
-            await self.recorder.ask(learner.record_feedback.remote(body.request_id, body.score))
+            await self.recorder.ask(
+                learner.record_feedback.remote(body.request_id, body.score, caller.id), FEEDBACK_UNSURE
+            )
         # The learner's error reaches here wrapped by Ray, whose text is a traceback with pids and addresses: answer
         # with the store's own message only.
         except UnknownRequestError as e:
@@ -170,31 +217,47 @@ class Ingress:
 
     @app.post("/admin/rollback")
     async def rollback(self, request: Request):
-        """Make the previously published version of a learned strategy live again on every replica."""
+        """Make the previously published version of a learned strategy live again on every replica, pinned there
+        until POST /admin/unpin."""
+        self.gate.admin(request)
         learner = self.recorder.require_learner()
         body = await parse_body(request, RollbackRequest, self.config.server)
-        learned = self.config.learner.training.strategies
-        if body.strategy not in learned:
-            raise not_found(
-                f"strategy {body.strategy!r} is not learned online; learned: {sorted(learned)}", param="strategy"
-            )
+        self._check_learned(body.strategy)
         try:
-            version = await self.recorder.ask(learner.rollback.remote(body.strategy))
+            version = await self.recorder.ask(learner.rollback.remote(body.strategy), ROLLBACK_UNSURE)
         except (ValueError, KeyError) as e:
             raise APIError(
                 409, f"cannot roll back {body.strategy}: {short_error(e)}", code="no_previous_version"
             ) from e
-        return {"strategy": body.strategy, "live_version": version}
+        return {"strategy": body.strategy, "live_version": version, "pinned": version}
+
+    @app.post("/admin/unpin")
+    async def unpin(self, request: Request):
+        """Let a rolled-back strategy's publishes go live again (the next publish does)."""
+        self.gate.admin(request)
+        learner = self.recorder.require_learner()
+        body = await parse_body(request, UnpinRequest, self.config.server)
+        self._check_learned(body.strategy)
+        was = await self.recorder.ask(learner.unpin.remote(body.strategy))
+        return {"strategy": body.strategy, "unpinned": was, "pinned": None}
+
+    def _check_learned(self, strategy: str) -> None:
+        learned = self.config.learner.training.strategies
+        if strategy not in learned:
+            message = f"strategy {strategy!r} is not learned online; learned: {sorted(learned)}"
+            raise not_found(message, param="strategy")
 
     @app.get("/v1/learner/status")
-    async def learner_status(self):
-        """What the learner is doing: versions, updates, publishes, epsilon, loss, replay size, rewards."""
+    async def learner_status(self, request: Request):
+        """What the learner is doing: versions (and a rollback's pin), updates, publishes, epsilon, loss, rewards."""
+        self.gate.user(request)
         return await self.recorder.ask(self.recorder.require_learner().status.remote())
 
     # --- catalog and health ---------------------------------------------------------------------------
     @app.get("/v1/models")
-    async def models(self):
+    async def models(self, request: Request):
         """'router' plus every expert, OpenAI's model list with each expert's backend and model."""
+        self.gate.user(request)
         created = int(time.time())
         data = [{"id": ROUTER_MODEL, "object": "model", "created": created, "owned_by": "routerllm"}]
         for spec in self.catalog.experts:
@@ -211,24 +274,36 @@ class Ingress:
         return {"object": "list", "data": data}
 
     @app.get("/v1/experts")
-    async def expert_stats(self):
-        """The catalog with each expert's served calls, tokens and measured energy (one replica each)."""
+    async def expert_stats(self, request: Request):
+        """The catalog with each expert's served calls, tokens and measured energy (one replica each); backends
+        (URLs, key variables, model paths) for an admin key only."""
+        hidden = None if self.gate.user(request).admin else {"backend"}
         stats = await asyncio.gather(*(h.stats.remote() for h in self.experts.values()), return_exceptions=True)
         out = []
         for spec, s in zip(self.catalog.experts, stats):
-            entry = spec.model_dump(mode="json")
+            entry = spec.model_dump(mode="json", exclude=hidden)
             entry["stats"] = {"error": short_error(s)} if isinstance(s, BaseException) else s
+            entry["circuit"] = self.dispatch.calls.snapshot(spec.name)
             out.append(entry)
         return {"experts": out}
 
     @app.get("/healthz")
     async def healthz(self):
-        """Liveness, with the experts and the default strategy this graph serves."""
-        return {"status": "ok", "experts": self.catalog.names, "default_strategy": self.config.router.default_strategy}
+        """Liveness, with the experts, each one's circuit in this ingress replica (status "degraded" while one is
+        not closed) and the default strategy this graph serves."""
+        circuits = self.dispatch.calls.states()
+        status = "ok" if all(state == "closed" for state in circuits.values()) else "degraded"
+        return {
+            "status": status,
+            "experts": self.catalog.names,
+            "circuits": circuits,
+            "default_strategy": self.config.router.default_strategy,
+        }
 
     @app.get("/v1/router")
-    async def router_settings(self):
+    async def router_settings(self, request: Request):
         """The enabled strategies, which learn online, the default strategy and weights, the grid intensity."""
+        self.gate.user(request)
         return router_summary(self.config)
 
     # --- console --------------------------------------------------------------------------------------

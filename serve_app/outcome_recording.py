@@ -24,6 +24,11 @@ from training.online.outcome_store import OutcomeRecord, outcome_id
 logger = logging.getLogger("routerllm.ingress")
 
 ACCEPTED = "accepted"
+FEEDBACK_UNSURE = (
+    "this feedback may or may not be recorded: the learner may still carry out the call once it is back. Send it "
+    "again: 200 means it is recorded now, 409 duplicate_feedback that it was recorded before"
+)
+ROLLBACK_UNSURE = "the rollback may or may not happen once the learner is back: check /v1/learner/status"
 
 
 class LearnerNotReadyError(RuntimeError):
@@ -64,6 +69,7 @@ def outcome_records(routed: RoutedRequest, answers: list[ExpertAnswer]) -> list[
             tokens_out=a.result.tokens_out,
             cost_usd=a.cost_usd,
             carbon_g=a.carbon_g,
+            caller=routed.caller,
         )
         for rank, a in enumerate(answers)
     ]
@@ -84,6 +90,7 @@ class OutcomeRecorder:
                 namespace=settings.namespace,
                 name=settings.actor_name,
                 num_cpus=settings.num_cpus,
+                node_ip=settings.storage_node_ip if settings.pin_to_storage_node else None,
             )
 
     async def wait_until_ready(self, config: AppConfig) -> None:
@@ -128,14 +135,17 @@ class OutcomeRecorder:
             )
         return self.learner
 
-    async def ask(self, ref: Any) -> Any:
-        """Await a learner call; a timeout or a dead (restarting) actor is a 503 that says nothing was recorded."""
+    async def ask(self, ref: Any, unsure: str = "retry") -> Any:
+        """Await a learner call; a timeout or a dead (restarting) actor is a 503 whose message ends with `unsure`:
+        what the caller can know of a call whose fate is unknown. Ray retries calls to a restarting learner
+        (max_task_retries=-1), so a call that timed out here may still be carried out later: a 503 must never say
+        that nothing happened."""
         try:
             return await asyncio.wait_for(ref, self.settings.record_timeout_s)
         except (asyncio.TimeoutError, ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as e:
             raise APIError(
                 503,
-                f"learner unavailable, nothing was recorded; retry: {short_error(e)}",
+                f"learner unavailable ({short_error(e)}); {unsure}",
                 "server_error",
                 code="learner_unavailable",
             ) from e

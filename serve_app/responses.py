@@ -97,6 +97,8 @@ class RoutingMetadata(BaseModel):
             value = getattr(self, key)
             if value is not None:
                 headers[f"x-router-{key.replace('_', '-')}"] = str(value)
+        if self.failover_from:
+            headers["x-router-failover-from"] = ",".join(f.expert for f in self.failover_from)
         latency = self.latency_ms.get("total", self.latency_ms.get("routing"))
         if latency is not None:
             headers["x-router-latency-ms"] = str(latency)

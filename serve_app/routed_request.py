@@ -34,6 +34,8 @@ class RoutedRequest:
     """Seconds of the embedding and router calls; empty for a direct request."""
     record_s: float | None = None
     """Seconds spent recording the outcomes with the learner once answered (None: nothing recorded yet)."""
+    caller: str | None = None
+    """Fingerprint of the API key that made the request (serve_app.auth; None in an open graph)."""
 
     @property
     def learnable(self) -> bool:

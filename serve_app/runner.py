@@ -5,7 +5,8 @@ applied before Ray starts, the replicas' warnings and errors are streamed to thi
 progress is printed while the deployments come up, and once the graph is RUNNING the URLs to open (the API, the
 console, the Ray dashboard and how to get its token). When a deployment fails, each deployment's status message
 is printed (it carries the replica's traceback, which `serve run` leaves in the controller's log) and the exit
-status is 1. Ctrl-C or SIGTERM shuts Serve down cleanly.
+status is 1. Ctrl-C or SIGTERM shuts Serve down cleanly. It says whether the graph asks for API keys, and refuses
+to listen on a non-loopback address (`--host`) when no key is set (serve_app/auth.py).
 
 `serve run serve_app:graph config=...` keeps working for cluster users; this runner is for a terminal.
 """
@@ -19,11 +20,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from serve_app.auth import open_exposure
 from serve_app.serve_env import apply_serve_env
 
 APP_NAME = "default"  # the name `serve run` gives the application
-API_URL = "http://127.0.0.1:8000"  # Serve's default HTTP address, as under `serve run`
-RUN_USAGE = "usage: python -m serve_app run [config=FILE] [--address ADDRESS] [--non-blocking]"
+DEFAULT_HOST = "127.0.0.1"  # Serve's default HTTP address, as under `serve run`
+PORT = 8000
+RUN_USAGE = "usage: python -m serve_app run [config=FILE] [--address ADDRESS] [--host HOST] [--non-blocking]"
 
 
 @dataclass
@@ -35,11 +38,14 @@ class RunArgs:
     """A running Ray cluster to deploy to (default: the local one if any, else a new one)."""
     blocking: bool = True
     """False (--non-blocking): exit once the graph is RUNNING and leave it serving on the cluster."""
+    host: str = DEFAULT_HOST
+    """The address Serve's HTTP proxy listens on (0.0.0.0: every interface; needs API keys)."""
     extra: list[str] = field(default_factory=list)
 
 
 def parse_run_args(argv: list[str]) -> RunArgs:
-    """`config=FILE`, `--address ADDRESS` and `--non-blocking`; anything else is a usage error (SystemExit 2)."""
+    """`config=FILE`, `--address ADDRESS`, `--host HOST` and `--non-blocking`; anything else is a usage error
+    (SystemExit 2)."""
     args, rest = RunArgs(), list(argv)
     while rest:
         arg = rest.pop(0)
@@ -51,10 +57,29 @@ def parse_run_args(argv: list[str]) -> RunArgs:
             args.address = rest.pop(0)
         elif arg.startswith("--address="):
             args.address = arg.removeprefix("--address=")
+        elif arg == "--host" and rest:
+            args.host = rest.pop(0)
+        elif arg.startswith("--host="):
+            args.host = arg.removeprefix("--host=")
         else:
             print(f"{RUN_USAGE}\nunknown argument {arg!r} (for other `serve run` options: serve run serve_app:graph)")
             raise SystemExit(2)
     return args
+
+
+def check_exposure(host: str, keys_open: bool) -> None:
+    """SystemExit 2 for a graph without API keys on a non-loopback address: anyone on the network could chat,
+    score answers and steer the learner."""
+    refusal = open_exposure(host) if keys_open else None
+    if refusal:
+        print(f"[routerllm] {refusal}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
+
+
+def api_url(host: str) -> str:
+    """The URL to print for `host` (a wildcard address is reached through loopback from here)."""
+    shown = DEFAULT_HOST if host in ("0.0.0.0", "::") else host
+    return f"http://{f'[{shown}]' if ':' in shown else shown}:{PORT}"
 
 
 def _state(status: Any) -> str:
@@ -100,12 +125,13 @@ def dashboard_lines(dashboard_url: str) -> list[str]:
     return lines
 
 
-def ready_lines(dashboard_url: str, started: float) -> list[str]:
+def ready_lines(dashboard_url: str, started: float, host: str = DEFAULT_HOST) -> list[str]:
     """What to open once the graph is RUNNING."""
+    url = api_url(host)
     return [
         f"[routerllm] ready in {time.monotonic() - started:.0f} s",
-        f"API (OpenAI-compatible): {API_URL}/v1  (also {API_URL}/healthz, /v1/route, /v1/learner/status)",
-        f"Console: {API_URL}/ui",
+        f"API (OpenAI-compatible): {url}/v1  (also {url}/healthz, /v1/route, /v1/learner/status)",
+        f"Console: {url}/ui",
         *dashboard_lines(dashboard_url),
         "Ctrl-C stops it.",
     ]
@@ -142,9 +168,27 @@ def _say_new_messages(app_status: Any, said: dict[str, str]) -> None:
             said[name] = d.message
 
 
+def checked_config(args: RunArgs) -> Any:
+    """The config, once it loads, its keys are usable and its address is allowed; otherwise the message and
+    SystemExit 2, before anything is started."""
+    from serve_app.auth import AuthConfigError, load_key_ring
+    from serve_app.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+        keys = load_key_ring(config.auth)
+    except (ConfigError, AuthConfigError) as e:
+        print(f"[routerllm] {e}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    check_exposure(args.host, keys.open)
+    print(f"[routerllm] {keys.describe()}", flush=True)
+    return config
+
+
 def run(argv: list[str]) -> int:
     """Start Ray (or join `--address`), deploy the graph, wait for it, print the URLs, serve until stopped."""
     args = parse_run_args(argv)
+    config = checked_config(args)
     apply_serve_env()  # before Ray starts: its processes read these settings from the environment
     # Serve's throughput mode sends replica logs to files only; this runner is for a terminal, so replicas keep
     # stderr (streamed here by log_to_driver) and Serve logs at WARNING: warnings and errors, no access log lines.
@@ -154,19 +198,17 @@ def run(argv: list[str]) -> int:
     from ray import serve
 
     from serve_app.builder import build_app
-    from serve_app.config import load_config
 
-    config = load_config(args.config)  # a bad config fails here, before Ray starts
     print(f"[routerllm] starting Ray and the graph of {args.config or 'configs/cpu.yaml'} ...", flush=True)
     context = ray.init(address=args.address, log_to_driver=True)
     _stop_on_signals()
     try:
         quiet = {"log_level": "WARNING"}  # the controller's and the replicas' INFO lines would bury the rest
-        serve.start(logging_config=quiet)
+        serve.start(logging_config=quiet, http_options={"host": args.host, "port": PORT})
         app = build_app(config)
         serve._run(app, _blocking=False, name=APP_NAME, route_prefix="/", logging_config=quiet)
         wait_until_running(serve)
-        print("\n".join(ready_lines(getattr(context, "dashboard_url", "") or "", started)), flush=True)
+        print("\n".join(ready_lines(getattr(context, "dashboard_url", "") or "", started, args.host)), flush=True)
         if not args.blocking:
             return 0
         while True:

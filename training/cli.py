@@ -6,6 +6,8 @@ of the parsed namespace returning an exit code, plus one line in COMMANDS. torch
     routerllm train knn --data DIR --experts seed4 --out ckpt/knn [--k 80] [--holdout 0.3]
     routerllm bench --train DIR --experts mix4 --out runs/mix4 [--split 0.3 --seed 0] [--strategies dummy,knn]
     routerllm bench-online --data DIR --experts seed4 --out runs/online [--passes 3 --lam 0.1] [--through-serve]
+    routerllm bench-budget --train DIR --experts seed4 --carbon-budget-frac 0.4,0.2 --out runs/budget
+    routerllm bench-load --data DIR --out runs/load [--quick] [--p99-ms 1000] [--hold-s 600]
 """
 
 from __future__ import annotations
@@ -249,6 +251,136 @@ def run_bench_online(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- bench-budget ---------------------------------------------------------------------------------------
+def add_bench_budget_command(subparsers: argparse._SubParsersAction) -> None:
+    from training.benchmarks.budget_policies import POLICIES
+
+    parser = subparsers.add_parser(
+        "bench-budget",
+        help="replay held-out prompts in carbon-budget windows through the budget-aware policies",
+        description="Writes <out>/results.json and <out>/budget_quality_carbon.png and prints a table "
+        "(see training/benchmarks/budget.py).",
+    )
+    parser.add_argument("--train", required=True, help="RouterBench CSV or directory to train on")
+    parser.add_argument("--eval", default=None, help="CSV or directory to evaluate on (default: hold out --split)")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument(
+        "--carbon-budget-frac",
+        default="0.4,0.2",
+        help="comma list F[,F2,...]: each window's carbon budget as a share of always-largest's carbon on it",
+    )
+    parser.add_argument("--window", type=int, default=50, help="requests per budget window")
+    parser.add_argument("--split", type=float, default=0.3, help="held-out fraction when --eval is not given")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split, the stream order and the training")
+    parser.add_argument("--policies", default=",".join(POLICIES), help="comma list of budget-aware policies")
+    parser.add_argument("--limit", type=int, default=None, help="at most N prompts per table (quick runs)")
+    parser.add_argument(
+        "--guard", action=argparse.BooleanOptionalAction, default=True, help="route through the budget guard"
+    )
+    parser.add_argument(
+        "--set",
+        dest="set_options",
+        action="append",
+        default=[],
+        metavar="POLICY.OPTION=VALUE",
+        help="a trainer option of rl (rl_bn shares it) or moe, e.g. rl.total_steps=20000 (repeatable)",
+    )
+    parser.add_argument(
+        "--predictor", default="moe", choices=["moe", "knn"], help="quality predictor of the two baselines"
+    )
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm bars")
+    _add_data_options(parser)
+    parser.set_defaults(run=run_bench_budget)
+
+
+def run_bench_budget(args: argparse.Namespace) -> int:
+    from training.benchmarks.budget import BudgetBenchConfig, run_budget_bench
+    from training.benchmarks.budget_report import budget_table
+
+    try:
+        fracs = [float(f) for f in _names(args.carbon_budget_frac)]
+    except ValueError as e:
+        raise ValueError(f"--carbon-budget-frac takes a comma list of numbers, got {args.carbon_budget_frac!r}") from e
+    config = BudgetBenchConfig(
+        train=args.train,
+        eval=args.eval,
+        out=args.out,
+        experts=args.experts,
+        budget_fracs=fracs,
+        window=args.window,
+        split=args.split,
+        seed=args.seed,
+        policies=_names(args.policies),
+        limit=args.limit,
+        options=parse_dotted(args.set_options, "--set"),
+        guard=args.guard,
+        predictor=args.predictor,
+        embedder=args.embedder,
+        progress=args.progress,
+    )
+    started = time.perf_counter()
+    results = run_budget_bench(config)
+    print(budget_table(results))
+    elapsed = time.perf_counter() - started
+    print(f"wrote {args.out}/results.json and {args.out}/budget_quality_carbon.png in {elapsed:.0f} s")
+    return 0
+
+
+# --- bench-load -----------------------------------------------------------------------------------------
+def add_bench_load_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench-load",
+        help="the CPU graph (replay experts) under load, then under chaos: kills a router replica, an expert "
+        "replica and the learner by pid",
+        description="Writes <out>/results.json and <out>/load.png and prints the figures (training/benchmarks/"
+        "load.py). Loopback only; run it alone on the machine (it starts its own Ray session).",
+    )
+    parser.add_argument("--data", required=True, help="RouterBench CSV or directory (the replay experts' answers)")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--experts", default="seed4", help="preset (seed4, mix4) or comma list of model columns")
+    parser.add_argument("--p99-ms", type=float, default=1000.0, help="p99 bound of a sustainable rate (ms)")
+    parser.add_argument("--start-rate", type=float, default=2.0, help="first rate of the search (requests/s)")
+    parser.add_argument("--max-rate", type=float, default=64.0, help="highest rate the search tries")
+    parser.add_argument("--step-s", type=float, default=20.0, help="seconds per search step")
+    parser.add_argument("--hold-s", type=float, default=600.0, help="seconds of each hold (plain, then chaos)")
+    parser.add_argument("--hold-share", type=float, default=0.8, help="share of the sustainable rate held")
+    parser.add_argument("--feedback-share", type=float, default=0.5, help="share of answers that get feedback")
+    parser.add_argument("--limit", type=int, default=2000, help="prompts sampled from the table")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="8 s steps and 90 s holds (about 5 minutes in all)")
+    parser.set_defaults(run=run_bench_load)
+
+
+def run_bench_load(args: argparse.Namespace) -> int:
+    from training.benchmarks.load import LoadBenchConfig, quick, run_load_bench, summary_table
+
+    for name in ("p99_ms", "start_rate", "step_s", "hold_s"):
+        if getattr(args, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if not 0 < args.hold_share <= 1 or not 0 <= args.feedback_share <= 1:
+        raise ValueError("--hold-share must be in (0, 1] and --feedback-share in [0, 1]")
+    if args.max_rate < args.start_rate:
+        raise ValueError(f"--max-rate ({args.max_rate}) is below --start-rate ({args.start_rate})")
+    config = LoadBenchConfig(
+        data=args.data,
+        out=args.out,
+        experts=args.experts,
+        p99_ms=args.p99_ms,
+        start_rate=args.start_rate,
+        max_rate=args.max_rate,
+        step_s=args.step_s,
+        hold_s=args.hold_s,
+        hold_share=args.hold_share,
+        feedback_share=args.feedback_share,
+        limit=args.limit,
+        seed=args.seed,
+    )
+    results = run_load_bench(quick(config) if args.quick else config)
+    print(summary_table(results))
+    print(f"wrote {args.out}/results.json and {args.out}/load.png")
+    return 0
+
+
 def _names(text: str) -> list[str]:
     """A comma list: "rl, moe" -> ["rl", "moe"]."""
     return [s.strip() for s in text.split(",") if s.strip()]
@@ -259,6 +391,8 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_train_command,
     add_bench_command,
     add_bench_online_command,
+    add_bench_budget_command,
+    add_bench_load_command,
 ]
 
 

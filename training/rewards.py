@@ -73,7 +73,17 @@ def carbon_budget_terms(carbon_norm, carbon_budget_left, config: RewardConfig) -
     if not (config.budget_bonus or config.over_budget_penalty):
         return np.zeros_like(carbon_norm)
     within = np.asarray(carbon_budget_left, dtype=np.float64) - config.call_budget_share * carbon_norm >= 0.0
-    return np.where(within, config.budget_bonus, -config.over_budget_penalty)
+    return budget_terms(within, config)
+
+
+def budget_terms(within, config: RewardConfig) -> np.ndarray:
+    """+budget_bonus where a call keeps its budget (`within`, bool), -over_budget_penalty where it overruns.
+
+    The budget windows of the rl trainer (training/trainers/routing_env.BudgetWindows) decide `within` with the
+    serving guard's own rule (router_deployments/budget_guard.affordable: the call leaves enough for the rest of
+    the window at the greenest expert); carbon_budget_terms decides it from call_budget_share."""
+    within = np.asarray(within, dtype=bool)
+    return np.where(within, config.budget_bonus, -config.over_budget_penalty).astype(np.float64)
 
 
 def weighted_reward(

@@ -26,6 +26,8 @@ STRATEGIES: dict[str, str] = {
     "complexity": "router_deployments.strategies.complexity:ComplexityStrategy",
     "moe": "router_deployments.strategies.moe:MoEStrategy",
     "rl": "router_deployments.strategies.rl:RLStrategy",
+    "greedy_threshold": "router_deployments.strategies.greedy_threshold:GreedyThresholdStrategy",
+    "primal_dual": "router_deployments.strategies.primal_dual:PrimalDualStrategy",
 }
 
 # References that read what a served request does not carry (true outcomes, task labels): bench only, never served.

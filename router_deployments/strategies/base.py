@@ -148,6 +148,11 @@ class RoutingStrategy(ABC):
         """One online update from observed outcomes; returns training metrics."""
         raise NotImplementedError(f"strategy {self.name!r} does not learn online")
 
+    def observe(self, experiences: list[Experience]) -> dict[str, float]:
+        """Take in new experiences exactly once (the learner calls it before the learn() batches, which may repeat
+        experiences from replay): for models kept as sufficient statistics. Default: nothing to do."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         """Tensors to checkpoint (learnable strategies override)."""
         raise NotImplementedError(f"strategy {self.name!r} has no weights")

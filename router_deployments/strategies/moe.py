@@ -17,6 +17,14 @@ i.e. the quality gate reweighted by each expert's cost, carbon and latency per c
 figures at a typical request, scaled to [0, 1]). Raising the cost weight moves traffic to cheaper experts, so a
 sweep over it traces a cost-quality curve. The `top_k` highest gates form the fan-out (sparse top-k gating); the
 serving layer calls them and keeps the answer of the highest-weighted one.
+
+Online (issue 13), two additions. `head` adds a Bayesian linear head on the embedding (outcome_head.py), kept as
+sufficient statistics and updated once per experience (observe); the utility routed on is then
+    utility_j = network_weight * gate utility_j + (1 - network_weight) * head utility_j,
+so a cold router starts at the catalog's best expected utility and moves per prompt on evidence. Exploration:
+with `sample_gates` the answering expert is drawn from the gates (else the top gate), mixed with `epsilon` of
+uniform choice (the learner publishes epsilon); `probs` of the decision is that true distribution, so off-policy
+estimates can weigh each logged choice by it. `confidence` stays the chosen expert's gate.
 """
 
 from __future__ import annotations
@@ -35,6 +43,12 @@ from router_deployments.strategies.base import (
     RoutingDecision,
     RoutingStrategy,
     StrategyConfig,
+)
+from router_deployments.strategies.outcome_head import (
+    BayesianOutcomeHead,
+    OutcomeHeadConfig,
+    observe_experiences,
+    split_head_state,
 )
 
 
@@ -55,7 +69,13 @@ class MoEConfig(StrategyConfig):
         0.0, ge=0, description="Weight of the catalog's per-expert quality prior added to the predicted quality."
     )
     learning_rate: float = Field(1e-3, gt=0, description="Adam step size of online updates (learn).")
-    seed: int = Field(0, description="Seeds the initial weights and the gate noise.")
+    seed: int = Field(0, description="Seeds the initial weights, the gate noise and exploration.")
+    head: OutcomeHeadConfig | None = Field(None, description="Bayesian linear head on the embedding (None: none).")
+    network_weight: float = Field(
+        1.0, ge=0, le=1, description="Weight of the gate's utility against the head's (with a head; 1 without)."
+    )
+    epsilon: float = Field(0.0, ge=0, le=1, description="Share of requests routed to a uniformly random expert.")
+    sample_gates: bool = Field(False, description="Draw the answering expert from the gates instead of the top one.")
 
 
 class MoEStrategy(RoutingStrategy):
@@ -74,6 +94,8 @@ class MoEStrategy(RoutingStrategy):
             torch.manual_seed(cfg.seed)
             self.net = GatingNetwork(cfg.embedding_dim, len(catalog), cfg.hidden, cfg.dropout)
         self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.head = BayesianOutcomeHead(self.profile, cfg.embedding_dim, cfg.head) if cfg.head else None
         self._optimizer: torch.optim.Optimizer | None = None
 
     # --- routing ----------------------------------------------------------------------------------------
@@ -86,18 +108,43 @@ class MoEStrategy(RoutingStrategy):
 
     def score(self, contexts: list[RouteContext]) -> np.ndarray:
         """Log of the objective-adjusted gates, [batch, n_experts] (see the module docstring)."""
-        quality = self.predict_quality(np.stack([c.embedding for c in contexts]))
+        embeddings = np.stack([c.embedding for c in contexts])
+        quality = self.predict_quality(embeddings)
         quality = quality + self.config.quality_prior_weight * self.profile.quality
         utility = np.stack([self.profile.utility(q, c.weights) for q, c in zip(quality, contexts)])
+        if self.head is not None:
+            weights = np.stack([c.weights.as_array() for c in contexts])
+            head_utility = self.head.utility(self.head.predict(embeddings), weights)
+            beta = self.config.network_weight
+            utility = beta * utility + (1.0 - beta) * head_utility
         z = utility / self.config.route_temperature
         return z - _logsumexp(z)
 
+    def action_probs(self, gates: np.ndarray) -> np.ndarray:
+        """The true probability of each expert answering [batch, n]: the gates (sample_gates) or the top gate, mixed
+        with epsilon of uniform choice."""
+        if self.config.sample_gates:
+            p = gates / gates.sum(axis=1, keepdims=True)
+        else:
+            p = np.zeros_like(gates)
+            p[np.arange(len(gates)), gates.argmax(axis=1)] = 1.0
+        eps = self.config.epsilon
+        return (1.0 - eps) * p + eps / gates.shape[1]
+
     def route_batch(self, contexts: list[RouteContext]) -> list[RoutingDecision]:
-        """Top-1 expert plus a fan-out of the top_k experts by adjusted gate."""
+        """The answering expert drawn from action_probs (the top gate when nothing explores), then a fan-out of the
+        next top_k - 1 experts by adjusted gate."""
         log_gates = self.score(contexts)
         gates = np.exp(log_gates)
-        order = np.argsort(-log_gates, axis=1, kind="stable")[:, : self.config.top_k]
-        return [self._decision(s, g, [int(i) for i in top]) for s, g, top in zip(log_gates, gates, order)]
+        probs = self.action_probs(gates)
+        decisions = []
+        for s, g, p in zip(log_gates, gates, probs):
+            first = int(self.rng.choice(len(p), p=p)) if p.max() < 1.0 else int(p.argmax())
+            rest = [int(i) for i in np.argsort(-s, kind="stable") if i != first][: self.config.top_k - 1]
+            decision = self._decision(s, g, [first, *rest])
+            decision.probs = [float(x) for x in p]
+            decisions.append(decision)
+        return decisions
 
     # --- learning ---------------------------------------------------------------------------------------
     def loss(self, logits: torch.Tensor, quality: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
@@ -142,6 +189,10 @@ class MoEStrategy(RoutingStrategy):
         self.policy_version += 1
         return {k: v.item() for k, v in terms.items()}
 
+    def observe(self, experiences: list[Experience]) -> dict[str, float]:
+        """Add new experiences once to the head's posterior (nothing without a head)."""
+        return observe_experiences(self.head, experiences, self.profile) if self.head is not None else {}
+
     def _inputs(self, embeddings: np.ndarray) -> torch.Tensor:
         x = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
         if x.shape[1] != self.config.embedding_dim:
@@ -162,15 +213,20 @@ class MoEStrategy(RoutingStrategy):
         }
 
     def state_dict(self) -> dict[str, Any]:
-        """The gate's tensors, prefixed `gate.`."""
-        return {f"gate.{k}": v for k, v in self.net.state_dict().items()}
+        """The gate's tensors, prefixed `gate.`, and the head's statistics, prefixed `head.`."""
+        state = {f"gate.{k}": v for k, v in self.net.state_dict().items()}
+        return {**state, **(self.head.state_dict() if self.head is not None else {})}
 
     def load_state_dict(self, state: dict[str, Any], version: int | None = None) -> None:
-        """Load the gate strictly; `version` becomes the policy version."""
+        """Load the gate strictly, and the head's statistics where the state has them (an offline fit has none: the
+        head then keeps its prior); `version` becomes the policy version."""
+        state, head_state = split_head_state(state)
         unknown = [k for k in state if not k.startswith("gate.")]
-        if unknown:
-            raise KeyError(f"unexpected tensors {unknown} in a moe state")
+        if unknown or (head_state and self.head is None):
+            raise KeyError(f"unexpected tensors {unknown or sorted(head_state)} in a moe state")
         self.net.load_state_dict({k.removeprefix("gate."): v for k, v in state.items()}, strict=True)
+        if head_state:
+            self.head.load_state_dict(head_state)
         self._optimizer = None
         if version is not None:
             self.policy_version = version

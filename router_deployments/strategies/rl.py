@@ -1,21 +1,33 @@
 """Carbon-aware Dueling Double DQN router: Q(state, expert) is the expected multi-objective reward of a call.
 
-State = prompt embedding + carbon_budget_left + the request's objective weights scaled to sum to one. Scaling the
-weights by a positive factor scales every reward alike and keeps the best expert, so the network only has to
-learn the simplex, and one policy serves every trade-off: sweeping the cost weight traces a cost-quality curve.
+State = prompt embedding + carbon_budget_left + window_left + the request's objective weights scaled to sum to one.
+Scaling the weights by a positive factor scales every reward alike and keeps the best expert, so the network only
+has to learn the simplex, and one policy serves every trade-off: sweeping the cost weight traces a cost-quality
+curve.
 
-Each routing decision is a one-step episode (a contextual bandit). Serving uses the target network, the Polyak
-average of the online one (soft updates with `tau`), so one noisy online batch moves the live policy only a little.
+Trained on a plain outcome table (routerllm train rl), each routing decision is a one-step episode (a contextual
+bandit). Trained over budget windows (train_rl's --window, routerllm bench-budget), an episode is a window of
+requests sharing one carbon budget: the next state is the next request with this one's carbon spent, and the TD
+target bootstraps across the window with Double DQN (td_step: the online network picks the next action, the
+target network values it). Serving uses the target network, the Polyak average of the online one (soft updates
+with `tau`), so one noisy online batch moves the live policy only a little.
 
 When exploiting, Q-values pay a carbon penalty that grows as the budget runs out:
     score_j = |w|_1 * Q(s)_j - carbon_penalty * tightness * carbon_norm_j,
     tightness = clip(1 - carbon_budget_left / tight_budget, 0, 1).
 When exploring (epsilon > 0, online), the random expert is drawn with probability proportional to
 exp(-green_exploration * tightness * carbon_norm_j): uniform with budget to spare, low-carbon when it is tight.
+
+Online (issue 13): `head` adds a Bayesian linear head on the embedding (outcome_head.py), updated once per
+experience (observe), and the exploit score becomes
+    score_j = network_weight * |w|_1 * Q(s)_j + (1 - network_weight) * head utility_j - carbon penalty,
+so a cold router starts at the catalog's best expected utility instead of an untrained network's guess.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from router_deployments.checkpoints import META_FILE, CheckpointError, experts_match
 from router_deployments.networks import DuelingQNetwork, soft_update
 from router_deployments.objectives import ObjectiveWeights
 from router_deployments.strategies.base import (
@@ -32,8 +45,16 @@ from router_deployments.strategies.base import (
     RoutingStrategy,
     StrategyConfig,
 )
+from router_deployments.strategies.outcome_head import (
+    BayesianOutcomeHead,
+    OutcomeHeadConfig,
+    observe_experiences,
+    split_head_state,
+)
 
-N_BUDGET_FEATURES = 1
+# The state after the embedding: the budget features, then the objective weights (last, read by the linear heads).
+BUDGET_FEATURES = ("carbon_budget_left", "window_left")
+N_BUDGET_FEATURES = len(BUDGET_FEATURES)
 N_WEIGHT_FEATURES = 4
 
 
@@ -46,13 +67,17 @@ def normalised_weights(weights: np.ndarray) -> np.ndarray:
     return np.where(total > 0, w / np.maximum(total, 1e-12), quality_only)
 
 
-def state_features(embeddings: np.ndarray, budget_left, weights: np.ndarray) -> np.ndarray:
-    """[embedding, carbon_budget_left, normalised weights]: the observation of the Q-network and of the env."""
+def state_features(embeddings: np.ndarray, budget_left, weights: np.ndarray, window_left=1.0) -> np.ndarray:
+    """[embedding, carbon_budget_left, window_left, normalised weights]: the observation of the Q-network and of the
+    envs. The budget features are fractions, clipped to [0, 1] (1, 1: a window just begun, or no budget)."""
     emb = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
     n = len(emb)
-    budget = np.broadcast_to(np.asarray(budget_left, dtype=np.float32), (n,)).reshape(n, 1)
+
+    def column(x) -> np.ndarray:
+        return np.clip(np.broadcast_to(np.asarray(x, dtype=np.float32), (n,)).reshape(n, 1), 0.0, 1.0)
+
     w = np.broadcast_to(normalised_weights(weights), (n, N_WEIGHT_FEATURES))
-    return np.concatenate([emb, np.clip(budget, 0.0, 1.0), w], axis=1).astype(np.float32)
+    return np.concatenate([emb, column(budget_left), column(window_left), w], axis=1).astype(np.float32)
 
 
 class RLConfig(StrategyConfig):
@@ -60,6 +85,8 @@ class RLConfig(StrategyConfig):
 
     embedding_dim: int = Field(384, gt=0, description="Width of the prompt embedding in the state.")
     hidden: list[int] = Field(default_factory=lambda: [256, 256], description="Hidden widths of the Q trunk.")
+    batch_norm: bool = Field(False, description="BatchNorm after each hidden layer of the trunk (the seed's net).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout after each hidden layer (the seed's net: 0.2).")
     carbon_penalty: float = Field(0.5, ge=0, description="Q penalty per unit of carbon_norm at a spent budget.")
     tight_budget: float = Field(0.2, gt=0, le=1, description="Budget fraction below which carbon weighs in.")
     epsilon: float = Field(0.0, ge=0, le=1, description="Exploration rate when routing (0 = always exploit).")
@@ -70,6 +97,10 @@ class RLConfig(StrategyConfig):
         4, ge=1, description="Objective-weight vectors each online outcome is replayed under (see learn)."
     )
     seed: int = Field(0, description="Seeds the initial weights, exploration and relabelling.")
+    head: OutcomeHeadConfig | None = Field(None, description="Bayesian linear head on the embedding (None: none).")
+    network_weight: float = Field(
+        1.0, ge=0, le=1, description="Weight of the Q-network's values against the head's utility (with a head)."
+    )
 
 
 class RLStrategy(RoutingStrategy):
@@ -85,19 +116,24 @@ class RLStrategy(RoutingStrategy):
         self.obs_dim = cfg.embedding_dim + N_BUDGET_FEATURES + N_WEIGHT_FEATURES
         with torch.random.fork_rng():
             torch.manual_seed(cfg.seed)
-            self.online = DuelingQNetwork(self.obs_dim, len(catalog), cfg.hidden, N_WEIGHT_FEATURES)
-            self.target = DuelingQNetwork(self.obs_dim, len(catalog), cfg.hidden, N_WEIGHT_FEATURES)
+            self.online, self.target = (
+                DuelingQNetwork(self.obs_dim, len(catalog), cfg.hidden, N_WEIGHT_FEATURES, cfg.batch_norm, cfg.dropout)
+                for _ in range(2)
+            )
         self.target.load_state_dict(self.online.state_dict())
+        self.target.eval()
         self.rng = np.random.default_rng(cfg.seed)
+        self.head = BayesianOutcomeHead(self.profile, cfg.embedding_dim, cfg.head) if cfg.head else None
         self._optimizer: torch.optim.Optimizer | None = None
 
     # --- routing ----------------------------------------------------------------------------------------
     def observations(self, contexts: list[RouteContext]) -> np.ndarray:
-        """The DQN state of each request: embedding, carbon budget left and objective weights."""
+        """The DQN state of each request: embedding, carbon budget and window left, objective weights."""
         return state_features(
             np.stack([c.embedding for c in contexts]),
             np.array([c.carbon_budget_left for c in contexts]),
             np.stack([c.weights.as_array() for c in contexts]),
+            np.array([c.window_left for c in contexts]),
         )
 
     def q_values(self, obs: np.ndarray, network: str = "target") -> np.ndarray:
@@ -106,8 +142,7 @@ class RLStrategy(RoutingStrategy):
         if obs.shape[1] != self.obs_dim:
             raise ValueError(f"state width {obs.shape[1]} != the Q-network's input width {self.obs_dim}")
         net = self.target if network == "target" else self.online
-        with torch.no_grad():
-            return net(torch.from_numpy(obs)).double().numpy()
+        return _evaluate(net, torch.from_numpy(obs)).double().numpy()
 
     def tightness(self, budget_left: np.ndarray) -> np.ndarray:
         """0 with budget to spare, rising to 1 as the carbon budget runs out."""
@@ -118,7 +153,12 @@ class RLStrategy(RoutingStrategy):
         q = self.q_values(self.observations(contexts))
         scale = np.array([[c.weights.as_array().sum() or 1.0] for c in contexts])
         tight = self.tightness([c.carbon_budget_left for c in contexts])[:, None]
-        return scale * q - self.config.carbon_penalty * tight * self.profile.carbon_norm
+        value = scale * q
+        if self.head is not None:
+            embeddings = np.stack([c.embedding for c in contexts])
+            head = self.head.utility(self.head.predict(embeddings), np.stack([c.weights.as_array() for c in contexts]))
+            value = self.config.network_weight * value + (1.0 - self.config.network_weight) * head
+        return value - self.config.carbon_penalty * tight * self.profile.carbon_norm
 
     def exploration_probs(self, budget_left: np.ndarray) -> np.ndarray:
         """Distribution of the random expert [batch, n]: uniform with budget to spare, greener when tight."""
@@ -150,14 +190,29 @@ class RLStrategy(RoutingStrategy):
         rewards: torch.Tensor,
         optimizer: torch.optim.Optimizer,
         is_weights: torch.Tensor | None = None,
+        next_obs: torch.Tensor | None = None,
+        dones: torch.Tensor | None = None,
+        gamma: float = 0.0,
+        next_allowed: torch.Tensor | None = None,
     ) -> tuple[float, np.ndarray]:
         """One gradient step of the online net toward the TD target, then a soft update of the target net.
-        Returns the loss and the TD errors (for replay priorities)."""
-        # Every episode ends after one step (done = 1), so the bootstrapped term vanishes and the target is the
-        # reward. With longer episodes this is the one Double DQN line:
-        #   target = r + gamma * (1 - done) * Q_target(s')[argmax_a Q_online(s')[a]]
-        # (plain DQN would take max_a Q_target(s')[a], which overestimates).
+        Returns the loss and the TD errors (for replay priorities).
+
+        Without `next_obs` (or with gamma 0) every episode is one step and the target is the reward. With them,
+        the Double DQN target below; `next_allowed` [batch, n] masks the next actions the policy may take there
+        (the budget guard's affordable experts)."""
         td_target = rewards
+        if next_obs is not None and gamma > 0:
+            with torch.no_grad():
+                online_next = _evaluate(self.online, next_obs)
+                if next_allowed is not None:
+                    online_next = online_next.masked_fill(~next_allowed, -torch.inf)
+                next_action = online_next.argmax(1, keepdim=True)
+                next_q = _evaluate(self.target, next_obs).gather(1, next_action).squeeze(1)
+                not_done = 1.0 - (torch.zeros_like(rewards) if dones is None else dones.float())
+                # Double DQN, the one line that differs from DQN (max_a Q_target(s')[a], which overestimates):
+                # the online network picks the next action, the target network values it.
+                td_target = rewards + gamma * not_done * next_q
         self.online.train()
         q = self.online(obs).gather(1, actions.long().unsqueeze(1)).squeeze(1)
         td_error = td_target - q
@@ -195,8 +250,8 @@ class RLStrategy(RoutingStrategy):
             per_row("latency_s") / max(float(profile.latency.max()), 1e-12),
             weights,
         )
-        budget = per_row("carbon_budget_left")
-        obs = state_features(np.repeat(np.stack([e.embedding for e in batch]), k, axis=0), budget, weights)
+        budget, window = per_row("carbon_budget_left"), per_row("window_left")
+        obs = state_features(np.repeat(np.stack([e.embedding for e in batch]), k, axis=0), budget, weights, window)
         if self._optimizer is None:
             self._optimizer = torch.optim.Adam(self.online.parameters(), lr=self.config.learning_rate)
         loss, td = self.td_step(
@@ -208,6 +263,10 @@ class RLStrategy(RoutingStrategy):
         self.policy_version += 1
         return {"loss": loss, "td_error": float(np.abs(td).mean())}
 
+    def observe(self, experiences: list[Experience]) -> dict[str, float]:
+        """Add new experiences once to the head's posterior (nothing without a head)."""
+        return observe_experiences(self.head, experiences, self.profile) if self.head is not None else {}
+
     # --- checkpoint -------------------------------------------------------------------------------------
     def architecture(self) -> dict[str, Any]:
         """The Q-network's shape and state layout."""
@@ -215,28 +274,73 @@ class RLStrategy(RoutingStrategy):
             "network": "DuelingQNetwork",
             "input_dim": self.obs_dim,
             "embedding_dim": self.config.embedding_dim,
-            "state": ["embedding", "carbon_budget_left", "w_quality", "w_cost", "w_carbon", "w_latency"],
+            "state": ["embedding", *BUDGET_FEATURES, "w_quality", "w_cost", "w_carbon", "w_latency"],
             "hidden": list(self.config.hidden),
             "n_actions": len(self.catalog),
             "weight_linear_heads": N_WEIGHT_FEATURES,
+            "batch_norm": self.config.batch_norm,
+            "dropout": self.config.dropout,
         }
 
+    def load(self, path) -> dict[str, Any]:
+        """RoutingStrategy.load, refusing a checkpoint of another architecture with the fields that differ (a
+        checkpoint from before the window_left feature differs in its state and input width)."""
+        meta_file = Path(path) / META_FILE
+        if meta_file.is_file():
+            try:
+                meta = json.loads(meta_file.read_text())
+                theirs = meta.get("architecture")
+                ours_to_check = meta.get("strategy") == self.name and experts_match(
+                    meta, self.catalog.names, self.catalog.columns
+                )
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+                theirs, ours_to_check = None, False  # RoutingStrategy.load reports the broken file
+            ours = self.architecture()
+            # Another strategy's or catalog's checkpoint: RoutingStrategy.load says so first.
+            if ours_to_check and isinstance(theirs, dict) and theirs != ours:
+                fields = sorted(set(theirs) | set(ours))
+                diff = "; ".join(
+                    f"{f}: checkpoint {theirs.get(f, '(absent)')!r}, router {ours.get(f, '(absent)')!r}"
+                    for f in fields
+                    if theirs.get(f, "(absent)") != ours.get(f, "(absent)")
+                )
+                raise CheckpointError(
+                    f"checkpoint {path} has another rl architecture than this router ({diff}); retrain it with "
+                    "`routerllm train rl`, or configure the router as the checkpoint was"
+                )
+        return super().load(path)
+
     def state_dict(self) -> dict[str, Any]:
-        """Online and target networks, prefixed `online.` and `target.`."""
+        """Online and target networks, prefixed `online.` and `target.`; the head's statistics, `head.`."""
         state = {f"online.{k}": v for k, v in self.online.state_dict().items()}
         state.update({f"target.{k}": v for k, v in self.target.state_dict().items()})
-        return state
+        return {**state, **(self.head.state_dict() if self.head is not None else {})}
 
     def load_state_dict(self, state: dict[str, Any], version: int | None = None) -> None:
-        """Load both networks; `version` becomes the policy version."""
+        """Load both networks, and the head's statistics where the state has them (an offline fit has none: the head
+        then keeps its prior); `version` becomes the policy version."""
+        state, head_state = split_head_state(state)
         unknown = [k for k in state if not k.startswith(("online.", "target."))]
-        if unknown:
-            raise KeyError(f"unexpected tensors {unknown} in an rl state")
+        if unknown or (head_state and self.head is None):
+            raise KeyError(f"unexpected tensors {unknown or sorted(head_state)} in an rl state")
+        if head_state:
+            self.head.load_state_dict(head_state)
         for prefix, net in (("online.", self.online), ("target.", self.target)):
             net.load_state_dict({k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)})
         self._optimizer = None
         if version is not None:
             self.policy_version = version
+
+
+def _evaluate(net: torch.nn.Module, obs: torch.Tensor) -> torch.Tensor:
+    """The network's output in eval mode (BatchNorm's running statistics, no dropout), its mode restored after."""
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            return net(obs)
+    finally:
+        net.train(was_training)
 
 
 def relabelled_rewards(quality, cost_norm, carbon_norm, latency_norm, weights: np.ndarray) -> np.ndarray:

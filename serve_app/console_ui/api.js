@@ -1,6 +1,8 @@
 // The console's only door to the server: JSON calls and the streamed chat, all relative to where /ui is served
 // (so the console works under any Serve route prefix, e.g. /learn/ui calls /learn/v1/...).
 
+import { apiKey, keyHint } from "./keys.js";
+
 const BASE = new URL("./", window.location.href);
 
 // An HTTP error with the server's own message (OpenAI's {"error": {"message", "code"}} shape when it has one).
@@ -18,19 +20,30 @@ export function apiUrl(path) {
 
 async function errorOf(response) {
   const text = await response.text();
+  const hint = keyHint(response.status);
+  let message = text || response.statusText;
+  let code;
   try {
-    const body = JSON.parse(text);
-    const error = body.error || {};
-    return new ApiError(response.status, error.message || text, error.code);
+    const error = JSON.parse(text).error || {};
+    message = error.message || text;
+    code = error.code;
   } catch {
-    return new ApiError(response.status, text || response.statusText);
+    // not JSON: the text itself is the message
   }
+  return new ApiError(response.status, hint ? `${hint} (${message})` : message, code);
+}
+
+// Every call carries the console's API key when one is set.
+function withKey(options = {}) {
+  const key = apiKey();
+  if (!key) return options;
+  return { ...options, headers: { ...(options.headers || {}), authorization: `Bearer ${key}` } };
 }
 
 async function call(path, options) {
   let response;
   try {
-    response = await fetch(apiUrl(path), options);
+    response = await fetch(apiUrl(path), withKey(options));
   } catch (e) {
     throw new ApiError(0, `cannot reach the server (${e.message})`);
   }

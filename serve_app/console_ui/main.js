@@ -5,6 +5,7 @@ import { getJson } from "./api.js";
 import { setupChat } from "./chat.js";
 import { renderControls } from "./controls.js";
 import { byId, el, fill } from "./dom.js";
+import { askForKey, renderKeyStatus } from "./keys.js";
 import { refreshPanels, startPolling } from "./panels.js";
 
 // Everything the modules share: the catalog, the grid intensity, this page's answers, the learner's rewards.
@@ -25,6 +26,7 @@ function renderHealth(health, settings) {
 }
 
 async function boot() {
+  renderKeyStatus();
   const [health, settings, catalog] = await Promise.all([
     getJson("healthz"),
     getJson("v1/router"),
@@ -48,4 +50,13 @@ async function boot() {
 window.addEventListener("unhandledrejection", (event) =>
   showError(`unexpected error: ${event.reason?.message ?? event.reason}`),
 );
-boot().catch((e) => showError(`the console could not start (${e.status ?? "?"}): ${e.message}`));
+boot().catch((e) => {
+  if (e.status === 401 || e.status === 403) {
+    // Keyed graph: ask for a key, then start again with it.
+    askForKey(`${e.message} (${e.status}). Paste your API key: it is kept in this browser tab only.`, () =>
+      window.location.reload(),
+    );
+    return;
+  }
+  showError(`the console could not start (${e.status ?? "?"}): ${e.message}`);
+});

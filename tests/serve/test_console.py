@@ -71,7 +71,11 @@ def console_graph(tmp: Path) -> dict:
         "training": {
             "store_path": str(tmp / "outcomes.db"),
             "checkpoint_dir": str(tmp / "policies"),
-            "strategies": {"moe": {"config": MOE}, "rl": {"config": {"hidden": [16, 16]}}},
+            # moe explores by default now; the page's checks need a deterministic moe.
+            "strategies": {
+                "moe": {"config": MOE, "epsilon_start": 0.0, "epsilon_end": 0.0},
+                "rl": {"config": {"hidden": [16, 16]}},
+            },
             "batch_size": 4,
             "min_experiences": 1,
             "publish_every_updates": 1,

@@ -118,16 +118,10 @@ def test_routed_requests_fail_over_from_a_dead_expert(graph_url):
 
 
 def test_streaming_fails_over_before_the_first_token(graph_url):
-    # With failover, a stream routed to the dead expert still answers; naming it directly gets an error event.
-    with httpx.stream(
-        "POST",
-        graph_url + "/v1/chat/completions",
-        json={"model": "dead_api", "messages": ASK, "stream": True},
-        timeout=60,
-    ) as r:
-        lines = [line for line in r.iter_lines() if line.startswith("data:")]
-    assert lines[-1] == "data: [DONE]"
-    assert "error" in json.loads(lines[-2][5:])
+    # With failover, a stream routed to the dead expert still answers; named directly, the expert fails before any
+    # byte is sent: a plain 503 (tests/serve/test_resilience.py has the failover itself).
+    r = post(graph_url, "/v1/chat/completions", {"model": "dead_api", "messages": ASK, "stream": True})
+    assert r.status_code == 503 and "dead_api" in r.json()["error"]["message"]
 
 
 def test_expert_stats_report_calls_and_measured_energy(graph_url):

@@ -20,6 +20,10 @@ NAMESPACE = "routerllm-test-learning"
 ASK = [{"role": "user", "content": "Write a haiku about routers."}]
 
 
+# moe with the Bayesian head (outcome_head.py): its statistics travel with every published version to the replicas.
+MOE = {"hidden": [16], "seed": 0, "head": {"ridge": 30.0}, "network_weight": 0.5}
+
+
 @pytest.fixture(scope="module")
 def learning_url(ray_session, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("learner")
@@ -27,7 +31,7 @@ def learning_url(ray_session, tmp_path_factory):
     graph["experts"] = graph["experts"][:2]  # smol + fake-engine vLLM: both answer
     graph["experts"][0]["max_new_tokens"] = 2
     graph["router"] = {
-        "strategies": {"dummy": {"seed": 0}, "moe": {"hidden": [16], "seed": 0}},
+        "strategies": {"dummy": {"seed": 0}, "moe": MOE},
         "default_strategy": "moe",
         "num_replicas": 2,
         "num_cpus": 0.1,
@@ -39,7 +43,7 @@ def learning_url(ray_session, tmp_path_factory):
         "training": {
             "store_path": str(tmp / "outcomes.db"),
             "checkpoint_dir": str(tmp / "policies"),
-            "strategies": {"moe": {"config": {"hidden": [16], "seed": 0}}},
+            "strategies": {"moe": {"config": MOE}},
             "batch_size": 4,
             "min_experiences": 2,
             "publish_every_updates": 1,
@@ -76,6 +80,8 @@ def status(url: str) -> dict:
 def test_the_learner_is_ready_with_the_graph_and_says_how_it_started(learning_url):
     moe = status(learning_url)["strategies"]["moe"]  # answers at once: the ingress waited for the actor
     assert moe["start"] == "cold" and moe["live_version"] >= 1
+    assert moe["epsilon"] == 0.2  # moe explores: the learner publishes its rate with the live version
+    assert set(moe["exploration"]) == {"logged_answers", "explored_share", "mean_logged_propensity"}
 
 
 def test_feedback_errors(learning_url):

@@ -50,16 +50,20 @@ BENCH_LEARNER: dict[str, Any] = {
     "keep_versions": 4,
     "feedback_ttl_s": None,
 }
-# Exploration: a cold start explores more and longer than a warm start from an offline fit. Cold 0.1 -> 0.01 over
-# 1,000 experiences beat 0.2 -> 0.02 over 2,000 for rl on mix4 (lam 0.5: 0.756 vs 0.731). moe has no epsilon
-# (its config has no such field), so these only reach strategies that explore.
+# Exploration (epsilon of uniform choice; both rl and moe explore). The head starts at the catalog's best expected
+# utility and learns from the expert it calls as well, so little uniform exploration is needed: on one pass every
+# explored request costs the gap to the best expert.
 EXPLORATION: dict[str, dict[str, float]] = {
-    "cold": {"epsilon_start": 0.1, "epsilon_end": 0.01, "epsilon_decay_experiences": 1000},
-    "warm": {"epsilon_start": 0.05, "epsilon_end": 0.01, "epsilon_decay_experiences": 1000},
+    "cold": {"epsilon_start": 0.03, "epsilon_end": 0.005, "epsilon_decay_experiences": 1000},
+    "warm": {"epsilon_start": 0.03, "epsilon_end": 0.005, "epsilon_decay_experiences": 1000},
 }
-# Strategy settings of the online learners (their own config fields), on top of each strategy's defaults. The gate
-# learns online with a larger step than offline (mix4, lam 0.5, cold: 0.763 at 3e-3 vs 0.738 at 1e-3).
-STRATEGY_CONFIG: dict[str, dict[str, Any]] = {"moe": {"learning_rate": 3e-3}}
+# Strategy settings of the online learners (their own config fields), on top of each strategy's defaults: both route
+# on the Bayesian head (outcome_head.py) blended with their network by network_weight. The gate learns online with a
+# larger step than offline (mix4, lam 0.5, cold: 0.763 at 3e-3 vs 0.738 at 1e-3).
+# A cold network is an untrained guess (network_weight 0: the head alone routes); an offline fit is worth half.
+HEAD: dict[str, Any] = {"head": {"features": 0, "ridge": 30.0}, "network_weight": 0.0}
+STRATEGY_CONFIG: dict[str, dict[str, Any]] = {"rl": {**HEAD}, "moe": {"learning_rate": 3e-3, **HEAD}}
+START_CONFIG: dict[str, dict[str, Any]] = {"cold": {}, "warm": {"network_weight": 0.5}}
 
 
 @dataclass
@@ -156,6 +160,7 @@ class LearnerRouter:
     def summary(self) -> dict[str, Any]:
         s = self.learner.status()["strategies"][self.name]
         keys = ("live_version", "updates", "publishes", "unchecked_publishes", "refused_publishes", "epsilon")
+        keys += ("exploration",)
         return {k: s[k] for k in keys}
 
 
@@ -194,7 +199,12 @@ def warm_checkpoint(name: str, stream: Stream, config: OnlineBenchConfig, root: 
 def build_learner(name: str, start: str, stream: Stream, config: OnlineBenchConfig, root: Path) -> OnlineLearner:
     """An OnlineLearner over an in-memory store, training one strategy, as the benchmark runs it."""
     warm = warm_checkpoint(name, stream, config, root) if start == "warm" else None
-    strategy_config = {**STRATEGY_CONFIG.get(name, {}), **config.strategy_config.get(name, {}), "seed": config.seed}
+    strategy_config = {
+        **STRATEGY_CONFIG.get(name, {}),
+        **START_CONFIG[start],
+        **config.strategy_config.get(name, {}),
+        "seed": config.seed,
+    }
     exploration = {**EXPLORATION[start], **config.exploration.get(start, {})}
     training = StrategyTraining(warm_start=warm, config=strategy_config, **exploration)
     learner_config = LearnerConfig(

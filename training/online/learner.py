@@ -5,15 +5,17 @@ One loop, read top to bottom in `step()`:
 2. turn each into an Experience whose reward is training/rewards.py's routing_reward under the request's own
    objective weights (the code offline training uses), and put it in each strategy's replay pool, or, for a
    `holdback_fraction` of request ids (by hash), in the held-back slice the guardrail evaluates on;
-3. call each strategy's own `learn(batch)` `updates_per_step` times per `batch_size` new experiences: each batch
-   is new experiences topped up with uniform samples from the replay pool (the DQN and gating updates themselves
-   live in the strategies);
+3. give each strategy its new experiences once (`observe`: models kept as sufficient statistics, such as the
+   Bayesian head, must see each experience exactly once), then call its `learn(batch)` `updates_per_step` times
+   per `batch_size` new experiences: each batch is new experiences topped up with uniform samples from the replay
+   pool (the DQN and gating updates themselves live in the strategies);
 4. every `publish_every_updates` updates or `publish_every_s` seconds, try to publish the trained weights.
 
 Publishing passes the guardrails (training/online/guardrails.py): weights with a NaN or inf are never published
-(and training restarts from the live weights); a candidate whose SNIPS estimate on the held-back slice is below
-the live policy's by more than `publish_margin` is refused; with too few agreeing held-back experiences the
-check is skipped and the publish counted as unchecked.
+(and training restarts from the live weights); a candidate is refused only when the upper end of the
+`publish_confidence` bootstrap interval of its SNIPS advantage over the live policy on the held-back slice is
+below -`publish_margin` (evidence that it is worse, not a point estimate); with too few agreeing held-back
+experiences the check is skipped and the publish counted as unchecked.
 
 Published versions are never-overwritten directories under checkpoint_dir with a LIVE.json pointer (policy_versions.py).
 Each version's meta.json records the store cursor it had read up to, so a restarted learner loads the live version,
@@ -37,11 +39,11 @@ from experts.catalog import ExpertCatalog
 from router_deployments.objectives import ExpertProfile
 from router_deployments.policy_sync import policy_copy
 from router_deployments.strategies import Experience, RoutingStrategy, get_strategy_class
+from training.online.experiences import ExplorationTally, to_experience
 from training.online.guardrails import below_margin, non_finite_weights, snips_estimates
 from training.online.learner_config import LearnerConfig, StrategyTraining
 from training.online.outcome_store import LoggedExperience, OutcomeRecord, OutcomeStore
 from training.online.policy_versions import PolicyVersions
-from training.rewards import RewardConfig, routing_reward
 
 logger = logging.getLogger(__name__)
 
@@ -92,13 +94,15 @@ class OnlineLearner:
         self.catalog = catalog
         self.clock = clock
         self.profile = ExpertProfile(catalog)
-        self.store = OutcomeStore(config.store_path, ttl_s=config.feedback_ttl_s, clock=clock)
+        cap = (config.feedback_cap_per_key, config.feedback_cap_window_s) if config.feedback_cap_per_key else None
+        self.store = OutcomeStore(config.store_path, ttl_s=config.feedback_ttl_s, clock=clock, caller_cap=cap)
         self.rng = np.random.default_rng(config.seed)
         self.versions = PolicyVersions(config.checkpoint_dir)
         self.cursor = 0
         self.reward_avg: dict[str, float] = {}
         self.acks: dict[str, dict[str, tuple[int, float]]] = {}
         self.skipped_unknown_expert = 0
+        self.exploration = ExplorationTally()
         self.trainees = {name: self._build(name, s) for name, s in config.strategies.items()}
         self._resume()
 
@@ -111,9 +115,10 @@ class OnlineLearner:
         """Durably log several calls (e.g. a whole fan-out) in one transaction; returns how many were new."""
         return self.store.add_outcomes(outcomes)
 
-    def record_feedback(self, request_id: str, score: float) -> int:
-        """Durably log a score; raises the store's UnknownRequestError / DuplicateFeedbackError / InvalidScoreError."""
-        return self.store.add_feedback(request_id, score)
+    def record_feedback(self, request_id: str, score: float, caller: str | None = None) -> int:
+        """Durably log `caller`'s score; raises the store's UnknownRequestError / DuplicateFeedbackError /
+        InvalidScoreError."""
+        return self.store.add_feedback(request_id, score, caller=caller)
 
     # --- learning -------------------------------------------------------------------------------------
     def step(self) -> dict[str, Any]:
@@ -134,11 +139,13 @@ class OnlineLearner:
         return report
 
     def _train(self, t: _Trainee) -> None:
-        """updates_per_step learn() calls per batch_size new experiences, each batch topped up from replay."""
+        """observe() the new experiences once, then updates_per_step learn() calls per batch_size new experiences,
+        each batch topped up from replay."""
+        observed = t.strategy.observe(t.new)
         size = self.config.batch_size
         for start in range(0, len(t.new), size):
             for _ in range(self.config.updates_per_step):
-                t.last_metrics = t.strategy.learn(self._batch(t, t.new[start : start + size]))
+                t.last_metrics = {**observed, **t.strategy.learn(self._batch(t, t.new[start : start + size]))}
                 t.updates += 1
                 t.updates_since_publish += 1
         t.new = []
@@ -152,6 +159,7 @@ class OnlineLearner:
             return
         experience = self.experience(item)
         if fresh:
+            self.exploration.add(item, experience.expert)
             avg = self.reward_avg.get(o.strategy, experience.reward)
             self.reward_avg[o.strategy] = avg + self.config.reward_ema * (experience.reward - avg)
         held_back = self.is_held_back(o.request_id)
@@ -173,25 +181,7 @@ class OnlineLearner:
 
     def experience(self, item: LoggedExperience) -> Experience:
         """The Experience of one logged pair, rewarded with training/rewards.py under the request's weights."""
-        o, p = item.outcome, self.profile
-        cost_norm = o.cost_usd / max(float(p.cost.max()), 1e-12)
-        carbon_norm = o.carbon_g / max(float(p.carbon.max()), 1e-12)
-        latency_norm = o.latency_s / max(float(p.latency.max()), 1e-12)
-        budget_terms = self.config.reward.model_dump(
-            include={"budget_bonus", "over_budget_penalty", "call_budget_share"}
-        )
-        reward_config = RewardConfig.from_weights(o.weights, **budget_terms)
-        reward = routing_reward(item.score, cost_norm, carbon_norm, latency_norm, o.carbon_budget_left, reward_config)
-        return Experience(
-            embedding=o.embedding,
-            expert=self.catalog.index(o.expert),
-            reward=float(reward),
-            quality=float(item.score),
-            cost_usd=o.cost_usd,
-            carbon_g=o.carbon_g,
-            latency_s=o.latency_s,
-            carbon_budget_left=o.carbon_budget_left,
-        )
+        return to_experience(item, self.catalog.index(item.outcome.expert), self.profile, self.config.reward)
 
     def is_held_back(self, request_id: str) -> bool:
         """Deterministic by request id, so a restarted learner holds back the same experiences."""
@@ -227,7 +217,10 @@ class OnlineLearner:
         t.last_estimate = estimate
         if below_margin(estimate, self.config.publish_margin):
             return self._refuse(
-                t, "margin", f"held-back estimate {estimate['candidate']:.4f} < live {estimate['live']:.4f} - margin"
+                t,
+                "margin",
+                f"held-back advantage {estimate['difference']:.4f}, upper bound {estimate['upper_bound']:.4f} "
+                f"< -margin (candidate {estimate['candidate']:.4f}, live {estimate['live']:.4f})",
             )
         t.unchecked_publishes += not estimate["checked"]
         version = self._save_version(t, metrics={"estimate": estimate, **t.last_metrics})
@@ -239,11 +232,11 @@ class OnlineLearner:
         return {"published": None, "refused": kind, "why": why}
 
     def evaluate(self, t: _Trainee) -> dict[str, Any]:
-        """SNIPS estimates of the candidate's and the live policy's greedy rewards on the held-back slice."""
-        c = self.config
-        return snips_estimates(
-            t.strategy, t.live, t.holdback, len(self.catalog), c.min_propensity, c.min_holdback_matches
-        )
+        """SNIPS estimates of the candidate's and the live policy's greedy rewards on the held-back slice, and the
+        bootstrap confidence bound of their difference."""
+        c, n = self.config, len(self.catalog)
+        bounds = {"confidence": c.publish_confidence, "seed": c.seed + t.publishes}
+        return snips_estimates(t.strategy, t.live, t.holdback, n, c.min_propensity, c.min_holdback_matches, **bounds)
 
     def _save_version(self, t: _Trainee, metrics: dict[str, Any]) -> int:
         version = self.versions.next_version(t.name)
@@ -253,7 +246,8 @@ class OnlineLearner:
             metrics={**_jsonable(metrics), "store_cursor": t.cursor, "experiences_seen": t.seen, "epsilon": t.epsilon},
         )
         history = self.versions.record_publish(t.name, version)
-        self._set_live(t, version)
+        if self.versions.pinned(t.name) is None:  # a rolled-back strategy keeps its pinned version live
+            self._set_live(t, version)
         t.publishes += 1
         self.versions.prune(t.name, history, self.config.keep_versions)
         return version
@@ -322,6 +316,7 @@ class OnlineLearner:
                 "refused_publishes": dict(t.refused),
                 "last_refusal": t.last_refusal,
                 "epsilon": t.snapshot[2].get("epsilon") if t.snapshot else None,
+                "exploration": self.exploration.figures(name),
                 "last_loss": t.last_metrics.get("loss"),
                 "last_metrics": dict(t.last_metrics),
                 "last_estimate": dict(t.last_estimate),

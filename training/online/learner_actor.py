@@ -12,7 +12,7 @@ while a background thread runs `OnlineLearner.step()` whenever new feedback has 
 a few threads (max_concurrency), so a status() or get_policy() never queues behind a slow write.
 
 Metrics (ray.util.metrics, exported by Ray's Prometheus endpoint), tagged by strategy or expert:
-    routerllm_learner_policy_version, _epsilon, _loss, _replay_size, _publishes, _refused_publishes,
+    routerllm_learner_policy_version, _epsilon, _explored_share, _loss, _replay_size, _publishes, _refused_publishes,
     _reward_moving_average, _updates, _requests (per expert), _cost_usd_per_request, _carbon_g_per_request,
     _feedback_total, _outcomes_total, _publish_propagation_s (time for a publish to reach every replica).
 """
@@ -47,6 +47,7 @@ class LearnerMetrics:
         self.gauges = {
             "live_version": gauge("policy_version", "Live (published) policy version."),
             "epsilon": gauge("epsilon", "Exploration rate published with the live version."),
+            "explored_share": gauge("explored_share", "Share of logged answers not the router's most probable."),
             "last_loss": gauge("loss", "Loss of the last learn() call."),
             "replay_size": gauge("replay_size", "Experiences in the replay pool."),
             "publishes": gauge("publishes", "Versions published since start."),
@@ -79,6 +80,7 @@ class LearnerMetrics:
             values = {
                 "live_version": s["live_version"],
                 "epsilon": s["epsilon"],
+                "explored_share": s["exploration"]["explored_share"],
                 "last_loss": s["last_loss"],
                 "replay_size": s["replay_size"],
                 "publishes": s["publishes"],
@@ -135,10 +137,11 @@ class LearnerActor:
             self.metrics.safely(self.metrics.outcomes.inc, float(new))
         return new
 
-    def record_feedback(self, request_id: str, score: float) -> int:
-        """Log a score in [0, 1]; raises UnknownRequestError (404), DuplicateFeedbackError (409) or
-        InvalidScoreError (422) from training.online.outcome_store. Returns the feedback's cursor."""
-        cursor = self.learner.record_feedback(request_id, score)
+    def record_feedback(self, request_id: str, score: float, caller: str | None = None) -> int:
+        """Log `caller`'s score in [0, 1] of its own request; raises UnknownRequestError (404, also for another
+        caller's id), DuplicateFeedbackError (409) or InvalidScoreError (422) from training.online.outcome_store.
+        Returns the feedback's cursor."""
+        cursor = self.learner.record_feedback(request_id, score, caller=caller)
         self.metrics.safely(self.metrics.feedback.inc)
         return cursor
 
@@ -164,19 +167,31 @@ class LearnerActor:
 
     # --- admin --------------------------------------------------------------------------------------------
     def rollback(self, strategy: str) -> int:
-        """Make the previously published version live again; returns it."""
+        """Make the previously published version live again and pin it (publishes are held as candidates until
+        `unpin`); returns it."""
         with self._lock:
             return self.learner.rollback(strategy)
+
+    def unpin(self, strategy: str) -> int | None:
+        """Let `strategy`'s publishes go live again; returns the version that was pinned (None: none was)."""
+        if strategy not in self.learner.trainees:
+            raise KeyError(f"strategy {strategy!r} is not trained here; trained: {sorted(self.learner.trainees)}")
+        with self._lock:
+            return self.learner.versions.unpin(strategy)
 
     def status(self) -> dict[str, Any]:
         with self._lock:
             status = self.learner.status()
+            for name, s in status["strategies"].items():
+                live = self.learner.versions.read_live(name) or {}
+                s["pinned"], s["held_versions"] = live.get("pinned"), live.get("held", [])
         status["actor"] = {
             "pid": os.getpid(),
             "started_at": self.started_at,
             "training_errors": self.training_errors,
             "last_training_error": self.last_training_error,
             "pending_feedback": self.learner.store.last_cursor() - status["cursor"],
+            "feedback_over_caller_cap": self.learner.store.over_cap(),
         }
         return status
 
@@ -222,12 +237,17 @@ def get_or_create_learner(
     name: str = LEARNER_NAME,
     num_cpus: float = 0.5,
     poll_interval_s: float = 0.05,
+    node_ip: str | None = None,
 ):
-    """The named, detached learner actor; created on first call (Ray must be initialised)."""
+    """The named, detached learner actor; created on first call (Ray must be initialised). With `node_ip` it is
+    placed, and restarted, only on that node (its `node:<ip>` resource): where its SQLite store and checkpoints
+    are. Without it Ray may restart it on any node, which is right only for a data_dir every node shares."""
     import ray
 
     actor_cls = ray.remote(LearnerActor)
+    placement = {"resources": {f"node:{node_ip}": 0.001}} if node_ip else {}
     return actor_cls.options(
+        **placement,
         name=name,
         namespace=namespace,
         lifetime="detached",

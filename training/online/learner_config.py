@@ -54,8 +54,20 @@ class LearnerConfig(_Strict):
     holdback_size: int = Field(512, ge=1, description="Most recent held-back experiences evaluated on.")
     min_holdback_matches: int = Field(20, ge=1, description="Agreeing held-back experiences needed for the check.")
     min_propensity: float = Field(0.05, gt=0, le=1, description="Floor of logged probabilities in the estimate.")
-    publish_margin: float = Field(0.02, ge=0, description="Largest estimated reward drop a candidate may have.")
+    publish_margin: float = Field(
+        0.0, ge=0, description="Refuse a candidate when its reward advantage's upper confidence bound is below -margin."
+    )
+    publish_confidence: float = Field(
+        0.9, gt=0, lt=1, description="Two-sided confidence of the bootstrap interval of that advantage."
+    )
     feedback_ttl_s: float | None = Field(7 * 86400.0, gt=0, description="Feedback older than this is refused.")
+    feedback_cap_per_key: int | None = Field(
+        50,
+        ge=1,
+        description="Most feedbacks of one API key the learner reads per window; the rest are stored, "
+        "not learned (bounds what one key can do to the live policy; None: no cap; an open graph is not capped).",
+    )
+    feedback_cap_window_s: float = Field(3600.0, gt=0, description="The window of feedback_cap_per_key.")
     keep_versions: int | None = Field(None, ge=2, description="Keep the newest N version directories (None: all).")
     max_fetch: int = Field(10_000, ge=1, description="Most logged experiences read per step.")
     reward_ema: float = Field(0.01, gt=0, le=1, description="Weight of each new reward in the moving average.")

@@ -9,8 +9,17 @@ Durability: SQLite in WAL mode with synchronous=FULL, and every write is committ
 whatever a caller was told succeeded survives a crash of the process (or of the machine, as far as fsync goes).
 `OutcomeStore(":memory:")` is the same class without a file, for benchmarks.
 
+Each outcome keeps the caller that made the request (the key's fingerprint, serve_app/auth.py; NULL in an open
+graph) and only that caller may score it: feedback from another caller is refused exactly as an unknown id is, so
+nobody learns whether someone else's id exists. A store written before the column existed gains it on open.
+
+What one caller can teach the learner is bounded (`caller_cap`, (N, W)): of one caller's feedback, at most N per
+W seconds is marked `learned`; the rest is stored and acknowledged like any other but never read by the learner.
+The decision is made when the feedback is written, so it is the same after a restart. Callers are told apart by
+key: an open graph's feedback (caller NULL) is not capped.
+
 Feedback is validated once, here, with named errors the HTTP layer maps to status codes:
-    UnknownRequestError    404  no outcome with that id, or it is older than the TTL
+    UnknownRequestError    404  no outcome with that id (for this caller), or it is older than the TTL
     DuplicateFeedbackError 409  the id already has a score (the first one stands)
     InvalidScoreError      422  the score is not a finite number in [0, 1]
 """
@@ -87,6 +96,9 @@ class OutcomeRecord(BaseModel):
     tokens_out: int = Field(0, ge=0)
     cost_usd: float = Field(0.0, ge=0)
     carbon_g: float = Field(0.0, ge=0)
+    caller: str | None = Field(
+        None, max_length=64, description="Fingerprint of the key that made the request (None: an open graph)."
+    )
     time: float | None = Field(None, description="Unix time of the call (default: when it is recorded).")
 
     @field_validator("embedding", mode="before")
@@ -140,29 +152,40 @@ CREATE TABLE IF NOT EXISTS outcomes (
     tokens_in INTEGER NOT NULL,
     tokens_out INTEGER NOT NULL,
     cost_usd REAL NOT NULL,
-    carbon_g REAL NOT NULL
+    carbon_g REAL NOT NULL,
+    caller TEXT
 );
 CREATE INDEX IF NOT EXISTS outcomes_group ON outcomes (group_id);
 CREATE TABLE IF NOT EXISTS feedback (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     request_id TEXT NOT NULL UNIQUE REFERENCES outcomes (request_id),
     score REAL NOT NULL,
-    time REAL NOT NULL
+    time REAL NOT NULL,
+    caller TEXT,
+    learned INTEGER NOT NULL DEFAULT 1
 );
 """
 _OUTCOME_COLUMNS = (
     "request_id, group_id, fanout_rank, time, strategy, expert, policy_version, embedding, probs, "
-    "carbon_budget_left, weights, latency_s, tokens_in, tokens_out, cost_usd, carbon_g"
+    "carbon_budget_left, weights, latency_s, tokens_in, tokens_out, cost_usd, carbon_g, caller"
 )
 
 
 class OutcomeStore:
     """Append-only SQLite log of outcomes and feedback; safe to share between threads of one process."""
 
-    def __init__(self, path: str | Path, ttl_s: float | None = None, clock: Callable[[], float] = time.time):
-        """`ttl_s`: feedback for an outcome older than this is refused as unknown (None: no limit)."""
+    def __init__(
+        self,
+        path: str | Path,
+        ttl_s: float | None = None,
+        clock: Callable[[], float] = time.time,
+        caller_cap: tuple[int, float] | None = None,
+    ):
+        """`ttl_s`: feedback for an outcome older than this is refused as unknown (None: no limit). `caller_cap`:
+        (N, W), the learner reads at most N feedbacks of one caller per W seconds (None: all)."""
         self.path = str(path)
         self.ttl_s = ttl_s
+        self.caller_cap = caller_cap
         self.clock = clock
         if self.path != MEMORY:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -174,6 +197,7 @@ class OutcomeStore:
                 self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            self._migrate()
 
     def close(self) -> None:
         with self._lock:
@@ -197,7 +221,7 @@ class OutcomeStore:
         with self._lock, self._transaction():
             before = self._db.total_changes
             self._db.executemany(
-                f"INSERT OR IGNORE INTO outcomes ({_OUTCOME_COLUMNS}) VALUES ({', '.join('?' * 16)})", rows
+                f"INSERT OR IGNORE INTO outcomes ({_OUTCOME_COLUMNS}) VALUES ({', '.join('?' * 17)})", rows
             )
             return self._db.total_changes - before
 
@@ -205,10 +229,11 @@ class OutcomeStore:
         """Append one outcome; False if its request id was already stored."""
         return self.add_outcomes([outcome]) == 1
 
-    def add_feedback(self, request_id: str, score: float, at: float | None = None) -> int:
-        """Record the client's score of one outcome; returns the feedback's cursor (rowid).
+    def add_feedback(self, request_id: str, score: float, at: float | None = None, caller: str | None = None) -> int:
+        """Record `caller`'s score of one of its outcomes; returns the feedback's cursor (rowid).
 
-        Raises InvalidScoreError, UnknownRequestError (unknown or expired id) or DuplicateFeedbackError."""
+        Raises InvalidScoreError, UnknownRequestError (unknown or expired id, or another caller's: the same
+        message as unknown) or DuplicateFeedbackError."""
         try:
             value = float(score)
         except (TypeError, ValueError) as e:
@@ -217,16 +242,18 @@ class OutcomeStore:
             raise InvalidScoreError(f"score must be a finite number in [0, 1], got {score!r}")
         now = self.clock() if at is None else at
         with self._lock, self._transaction():
-            found = self._db.execute("SELECT time FROM outcomes WHERE request_id = ?", (request_id,)).fetchone()
-            if found is None:
+            found = self._db.execute("SELECT time, caller FROM outcomes WHERE request_id = ?", (request_id,)).fetchone()
+            if found is None or found[1] != caller:
                 raise UnknownRequestError(f"no routed request has id {request_id!r}")
             if self.ttl_s is not None and now - found[0] > self.ttl_s:
                 raise UnknownRequestError(
                     f"request {request_id!r} is older than the feedback window ({self.ttl_s:g} s) and has expired"
                 )
+            learned = self._under_cap(caller, now)
             try:
                 cursor = self._db.execute(
-                    "INSERT INTO feedback (request_id, score, time) VALUES (?, ?, ?)", (request_id, value, now)
+                    "INSERT INTO feedback (request_id, score, time, caller, learned) VALUES (?, ?, ?, ?, ?)",
+                    (request_id, value, now, caller, int(learned)),
                 )
             except sqlite3.IntegrityError:
                 (first,) = self._db.execute("SELECT score FROM feedback WHERE request_id = ?", (request_id,)).fetchone()
@@ -243,7 +270,8 @@ class OutcomeStore:
         columns = ", ".join("o." + c.strip() for c in _OUTCOME_COLUMNS.split(","))
         sql = (
             f"SELECT f.id, f.score, f.time, {columns} FROM feedback f "
-            "JOIN outcomes o ON o.request_id = f.request_id WHERE f.id > ? AND f.id <= ? ORDER BY f.id"
+            "JOIN outcomes o ON o.request_id = f.request_id WHERE f.id > ? AND f.id <= ? AND f.learned = 1 "
+            "ORDER BY f.id"
         )
         params: tuple = (int(cursor), 2**62 if upto is None else int(upto))
         if limit is not None:
@@ -257,20 +285,26 @@ class OutcomeStore:
         """The `limit` newest pairs with feedback rowid <= cursor, oldest first (to refill a replay on resume)."""
         with self._lock:
             row = self._db.execute(
-                "SELECT id FROM feedback WHERE id <= ? ORDER BY id DESC LIMIT 1 OFFSET ?", (int(cursor), int(limit))
+                "SELECT id FROM feedback WHERE id <= ? AND learned = 1 ORDER BY id DESC LIMIT 1 OFFSET ?",
+                (int(cursor), int(limit)),
             ).fetchone()
         return self.experiences_after(row[0] if row else 0, upto=cursor)
 
     def last_cursor(self) -> int:
-        """The newest feedback's rowid (0 when there is none)."""
+        """The newest learned feedback's rowid (0 when there is none): what the learner has to read up to."""
         with self._lock:
-            return int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM feedback").fetchone()[0])
+            return int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM feedback WHERE learned = 1").fetchone()[0])
 
     def counts(self) -> dict[str, int]:
         with self._lock:
             outcomes = self._db.execute("SELECT COUNT(*) FROM outcomes").fetchone()[0]
             feedback = self._db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]
         return {"outcomes": int(outcomes), "feedback": int(feedback)}
+
+    def over_cap(self) -> int:
+        """Feedback stored but not learned: over its caller's cap."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM feedback WHERE learned = 0").fetchone()[0])
 
     def traffic(self) -> dict[str, Any]:
         """Calls, share, cost and carbon per expert, and per request (fan-out rank 0 counts the requests)."""
@@ -304,6 +338,29 @@ class OutcomeStore:
             return self._db.execute("SELECT 1 FROM outcomes WHERE request_id = ?", (request_id,)).fetchone() is not None
 
     # --- internals ------------------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        """Add the columns a store written by an older version lacks (the lock is held)."""
+        added = {
+            "outcomes": {"caller": "TEXT"},
+            "feedback": {"caller": "TEXT", "learned": "INTEGER NOT NULL DEFAULT 1"},
+        }
+        for table, wanted in added.items():
+            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, kind in wanted.items():
+                if name not in columns:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+        self._db.execute("CREATE INDEX IF NOT EXISTS feedback_caller ON feedback (caller, time)")
+
+    def _under_cap(self, caller: str | None, now: float) -> bool:
+        """Whether a feedback of `caller` at `now` is within its cap (the lock and a transaction are held)."""
+        if caller is None or self.caller_cap is None:
+            return True
+        most, window_s = self.caller_cap
+        (learned,) = self._db.execute(
+            "SELECT COUNT(*) FROM feedback WHERE caller = ? AND learned = 1 AND time > ?", (caller, now - window_s)
+        ).fetchone()
+        return learned < most
+
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error); the caller holds the lock."""
@@ -333,12 +390,13 @@ class OutcomeStore:
             o.tokens_out,
             o.cost_usd,
             o.carbon_g,
+            o.caller,
         )
 
 
 def _outcome(row: tuple) -> OutcomeRecord:
     (rid, group, rank, at, strategy, expert, version, emb, probs, budget, weights, latency, t_in, t_out, cost, co2) = (
-        row
+        row[:16]
     )
     return OutcomeRecord.model_construct(
         request_id=rid,
@@ -357,4 +415,5 @@ def _outcome(row: tuple) -> OutcomeRecord:
         tokens_out=t_out,
         cost_usd=cost,
         carbon_g=co2,
+        caller=row[16],
     )

@@ -4,6 +4,9 @@ Versions are directories <root>/<strategy>/v<N>/ (a strategy checkpoint: weights
 are never overwritten; `LIVE.json` beside them names the live one and keeps the history that a rollback walks
 back, with the versions rolled back from. Numbers only grow, so a rolled-back version is never reused. Pruning
 keeps the newest N directories and the newest N of the history.
+
+A rollback pins the version it rolls back to (`pinned`): later publishes are kept as candidates (`held`, their
+directories written as usual) but do not become live until an admin unpins; the next publish after that does.
 """
 
 from __future__ import annotations
@@ -31,41 +34,54 @@ class PolicyVersions:
         return max(self._versions(name), default=0) + 1
 
     def read_live(self, name: str) -> dict[str, Any] | None:
-        """LIVE.json of `name`: {"version", "history", "rolled_back"}, or None before the first publish."""
+        """LIVE.json of `name`: {"version", "history", "rolled_back", "pinned", "held"}, or None before the first
+        publish (files written before pinning existed lack the last two: not pinned)."""
         path = self.root / name / LIVE_FILE
         return json.loads(path.read_text()) if path.is_file() else None
 
+    def pinned(self, name: str) -> int | None:
+        """The version a rollback pinned live, or None."""
+        return (self.read_live(name) or {}).get("pinned")
+
     def record_publish(self, name: str, version: int) -> list[int]:
-        """Make `version` live, appended to the history; returns the history."""
-        live = self.read_live(name)
-        history = [*live["history"], version] if live else [version]
-        self._write_live(
-            name, {"version": version, "history": history, "rolled_back": (live or {}).get("rolled_back", [])}
-        )
+        """Make `version` live, appended to the history, unless a version is pinned: then it is only held as a
+        candidate. Returns the history."""
+        live = self.read_live(name) or {"history": [], "rolled_back": []}
+        if live.get("pinned") is not None:
+            self._write_live(name, {**live, "held": [*live.get("held", []), version]})
+            return live["history"]
+        history = [*live["history"], version]
+        self._write_live(name, {**live, "version": version, "history": history, "pinned": None, "held": []})
         return history
 
     def roll_back(self, name: str) -> int:
-        """Make the version before the live one live again (a new pointer; nothing is overwritten); returns it."""
+        """Make the version before the live one live again and pin it (a new pointer; nothing is overwritten);
+        returns it."""
         live = self.read_live(name)
         if not live or len(live["history"]) < 2:
             raise ValueError(f"strategy {name!r} has no earlier published version to roll back to")
         history = live["history"][:-1]
-        self._write_live(
-            name,
-            {
-                "version": history[-1],
-                "history": history,
-                "rolled_back": [*live.get("rolled_back", []), live["version"]],
-            },
-        )
-        return history[-1]
+        rolled_back = [*live.get("rolled_back", []), live["version"]]
+        version = history[-1]
+        pointer = {"version": version, "history": history, "rolled_back": rolled_back, "pinned": version}
+        self._write_live(name, {**live, **pointer})
+        return version
+
+    def unpin(self, name: str) -> int | None:
+        """Let publishes go live again (the next one does); returns the version that was pinned (None: none was)."""
+        live = self.read_live(name)
+        if not live or live.get("pinned") is None:
+            return None
+        self._write_live(name, {**live, "pinned": None})
+        return live["pinned"]
 
     def prune(self, name: str, history: list[int], keep: int | None) -> None:
-        """Delete version directories of `name` but the newest `keep` and the last `keep` of `history`."""
+        """Delete version directories of `name` but the newest `keep`, the last `keep` of `history` and the pinned
+        version."""
         if keep is None:
             return
         versions = sorted(self._versions(name))
-        protected = set(versions[-keep:]) | set(history[-keep:])
+        protected = set(versions[-keep:]) | set(history[-keep:]) | {self.pinned(name)}
         for v in versions:
             if v not in protected:
                 shutil.rmtree(self.path(name, v), ignore_errors=True)

@@ -12,7 +12,10 @@ surprising ones the cheap-in-carbon successes come first. New transitions get th
 each is replayed at least once soon. Sampling is proportional to priority; the importance weights
 (N * P(i)) ** -beta / max_j (N * P(j)) ** -beta undo the bias this puts on the loss.
 
-Transitions are one-step (a routing decision is a whole episode), so there is no next state to store.
+One-step transitions (a routing decision is a whole episode) store no next state. A buffer made with
+`n_actions` > 0 also stores each transition's next state, whether the episode ended there, and which actions the
+policy may take in the next state (the budget guard's affordable experts): the transitions of a budget window,
+for the Double DQN target that bootstraps across it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ class ReplayBatch:
     rewards: np.ndarray
     weights: np.ndarray
     index: np.ndarray
+    next_obs: np.ndarray | None = None
+    dones: np.ndarray | None = None
+    next_allowed: np.ndarray | None = None
 
 
 class CarbonAwareReplayBuffer:
@@ -45,6 +51,7 @@ class CarbonAwareReplayBuffer:
         carbon_floor: float = 0.1,
         eps: float = 1e-3,
         seed: int = 0,
+        n_actions: int = 0,
     ):
         if capacity <= 0 or obs_dim <= 0:
             raise ValueError(f"capacity and obs_dim must be positive, got {capacity}, {obs_dim}")
@@ -57,6 +64,11 @@ class CarbonAwareReplayBuffer:
         self.rewards = np.zeros(capacity, dtype=np.float32)
         self.efficiency = np.zeros(capacity, dtype=np.float64)
         self.td_error = np.zeros(capacity, dtype=np.float64)
+        self.n_actions = n_actions
+        if n_actions > 0:
+            self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
+            self.dones = np.zeros(capacity, dtype=np.float32)
+            self.next_allowed = np.ones((capacity, n_actions), dtype=bool)
         self.max_td_error = 1.0
         self.size = 0
         self._next = 0
@@ -71,10 +83,14 @@ class CarbonAwareReplayBuffer:
         carbon = np.clip(np.asarray(carbon_norm, dtype=np.float64), 0.0, None)
         return quality * self.carbon_floor / (carbon + self.carbon_floor)
 
-    def add(self, obs, actions, rewards, quality, carbon_norm) -> None:
-        """Append a batch of transitions (obs [n, obs_dim], the rest [n]); the oldest are overwritten."""
+    def add(self, obs, actions, rewards, quality, carbon_norm, next_obs=None, dones=None, next_allowed=None) -> None:
+        """Append a batch of transitions (obs [n, obs_dim], the rest [n]); the oldest are overwritten. A buffer
+        with next states also takes next_obs [n, obs_dim], dones [n] and next_allowed [n, n_actions] (default:
+        every action allowed)."""
         obs = np.atleast_2d(np.asarray(obs, dtype=np.float32))
         n = len(obs)
+        if (next_obs is not None) != (self.n_actions > 0):
+            raise ValueError("next states go with a buffer made with n_actions > 0, and only there")
         columns = [np.broadcast_to(np.asarray(v), (n,)) for v in (actions, rewards, quality, carbon_norm)]
         actions, rewards, quality, carbon_norm = columns
         slots = (self._next + np.arange(n)) % self.capacity
@@ -83,6 +99,11 @@ class CarbonAwareReplayBuffer:
         self.rewards[slots] = rewards
         self.efficiency[slots] = self.green_efficiency(quality, carbon_norm)
         self.td_error[slots] = self.max_td_error
+        if self.n_actions > 0:
+            self.next_obs[slots] = np.atleast_2d(np.asarray(next_obs, dtype=np.float32))
+            self.dones[slots] = np.broadcast_to(np.asarray(0.0 if dones is None else dones), (n,))
+            allowed = np.ones((n, self.n_actions), dtype=bool) if next_allowed is None else next_allowed
+            self.next_allowed[slots] = np.broadcast_to(np.asarray(allowed, dtype=bool), (n, self.n_actions))
         self._next = int((self._next + n) % self.capacity)
         self.size = min(self.size + n, self.capacity)
 
@@ -106,6 +127,9 @@ class CarbonAwareReplayBuffer:
             rewards=self.rewards[index],
             weights=weights.astype(np.float32),
             index=index,
+            next_obs=self.next_obs[index] if self.n_actions > 0 else None,
+            dones=self.dones[index] if self.n_actions > 0 else None,
+            next_allowed=self.next_allowed[index] if self.n_actions > 0 else None,
         )
 
     def update_priorities(self, index: np.ndarray, td_errors: np.ndarray) -> None:

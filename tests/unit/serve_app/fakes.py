@@ -78,27 +78,62 @@ class Method:
         return self.fn(*args)
 
 
-class FakeExpert:
-    """An expert handle that answers `text`, or raises `error` (after `pieces_before_error` streamed pieces)."""
+class FakeStream:
+    """What `handle.options(stream=True).method.remote()` returns: an async iterator that can be cancelled."""
 
-    def __init__(self, text: str = "hello", error: Exception | None = None, pieces_before_error: int = 0):
+    def __init__(self, pieces):
+        self.pieces = pieces
+        self.cancelled = False
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        return await self.pieces.__anext__()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakeExpert:
+    """An expert handle that answers `text`, or raises `error` (after `pieces_before_error` streamed pieces);
+    `errors` fail the first calls one by one before it answers, `stall_s` sleeps before each piece after the first
+    (and before a whole answer)."""
+
+    def __init__(
+        self,
+        text: str = "hello",
+        error: Exception | None = None,
+        pieces_before_error: int = 0,
+        errors: list[Exception] | None = None,
+        stall_s: float = 0.0,
+    ):
         self.text, self.error, self.pieces_before_error = text, error, pieces_before_error
+        self.errors = list(errors or [])
+        self.stall_s = stall_s
         self.generate = Method(self._generate)
-        self.stream = Method(self._stream)
+        self.stream = Method(lambda req: FakeStream(self._stream(req)))
+        self.streams: list[FakeStream] = []
 
     def options(self, **_):
         return self
 
     async def _generate(self, req):
-        await asyncio.sleep(0)
+        await asyncio.sleep(self.stall_s)
+        if self.errors:
+            raise self.errors.pop(0)
         if self.error:
             raise self.error
         return result(self.text)
 
     async def _stream(self, req):
+        if self.errors:
+            raise self.errors.pop(0)
         for i, word in enumerate(self.text.split()):
             if self.error and i == self.pieces_before_error:
                 raise self.error
+            if i:
+                await asyncio.sleep(self.stall_s)
             yield StreamChunk(delta=word)
         if self.error:
             raise self.error

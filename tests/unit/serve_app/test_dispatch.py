@@ -2,6 +2,7 @@
 concurrent fan-out, failover, and streaming that fails over only before the first piece."""
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -14,14 +15,22 @@ from serve_app.config import AppConfig
 from serve_app.dispatch import Dispatcher, StreamDelta, StreamEnd
 from serve_app.errors import APIError
 
-from .fakes import FakeExpert, FakeRouter, catalog, decision, routed
+from .fakes import FakeExpert, FakeRouter, catalog, decision
+from .fakes import routed as routed_at_10
+
+
+def routed(dec=None, **kw):
+    """A request that arrived now: the deadline counts from its arrival on time.perf_counter()."""
+    now = time.perf_counter()
+    return routed_at_10(dec, **{"started": now, "routed": now, **kw})
+
 
 REQ = GenerationRequest(messages=[{"role": "user", "content": "hi"}], request_id="chatcmpl-1")
 
 
-def dispatcher(experts=None, router=None, failover=True) -> Dispatcher:
+def dispatcher(experts=None, router=None, failover=True, **server) -> Dispatcher:
     config = AppConfig(
-        server={"failover": failover},
+        server={"failover": failover, **server},
         router={"default_weights": {"quality": 1.0, "cost": 0.2, "carbon": 0.1}},
         experts=catalog().model_dump()["experts"],
     )
@@ -123,10 +132,11 @@ def test_stream_fails_over_before_the_first_piece():
     assert [f.expert for f in end.failures] == ["a"]
 
 
-def test_stream_failing_after_its_first_piece_ends_without_an_expert():
+def test_stream_failing_after_its_first_piece_ends_with_an_error_from_that_expert():
     experts = {"a": FakeExpert("x y z", error=RuntimeError("cut"), pieces_before_error=1), "b": FakeExpert()}
     events = run(_events(dispatcher(experts), routed(decision(fanout=["a"]))))
     assert [e.text for e in events if isinstance(e, StreamDelta)] == ["x"]
     end = events[-1]
-    assert end.expert is None and end.answer is None and [f.expert for f in end.failures] == ["a"]
+    assert end.expert == "a" and end.answer is None and end.failures == []
+    assert end.error.expert == "a" and end.error.error == "RuntimeError: cut"
     assert experts["b"].stream.calls == []  # the client already has part of a's answer

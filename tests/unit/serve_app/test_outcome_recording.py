@@ -11,6 +11,7 @@ from serve_app.config import REPO_ROOT, LearnerSettings, load_config
 from serve_app.errors import APIError
 from serve_app.outcome_recording import (
     ACCEPTED,
+    FEEDBACK_UNSURE,
     LearnerNotReadyError,
     OutcomeRecorder,
     outcome_records,
@@ -105,7 +106,10 @@ def test_learner_calls_without_a_learner_are_501_and_a_dead_learner_503():
     with pytest.raises(APIError) as err:
         asyncio.run(recorder(FakeLearner()).ask(slow()))
     assert err.value.status == 503 and err.value.code == "learner_unavailable"
-    assert "nothing was recorded" in err.value.message
+    assert "nothing was recorded" not in err.value.message and err.value.message.endswith("retry")
+    with pytest.raises(APIError) as err:
+        asyncio.run(recorder(FakeLearner()).ask(slow(), FEEDBACK_UNSURE))
+    assert "may or may not be recorded" in err.value.message and "409 duplicate_feedback" in err.value.message
 
 
 def test_a_learner_that_cannot_be_placed_names_what_it_asked_for_and_what_the_cluster_has():

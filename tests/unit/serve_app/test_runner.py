@@ -6,7 +6,18 @@ from types import SimpleNamespace
 
 import pytest
 
-from serve_app.runner import RunArgs, dashboard_lines, failure_report, parse_run_args, progress_line, ready_lines
+from serve_app.auth import is_loopback
+from serve_app.runner import (
+    RunArgs,
+    api_url,
+    check_exposure,
+    dashboard_lines,
+    failure_report,
+    parse_run_args,
+    progress_line,
+    ready_lines,
+    run,
+)
 
 
 def status(app: str, message: str = "", **deployments: tuple[str, str]):
@@ -88,3 +99,35 @@ def test_while_stopping_a_repeated_sigterm_is_ignored_and_a_second_ctrl_c_forces
     finally:
         for s, handler in before.items():
             signal.signal(s, handler)
+
+
+def test_host_argument_and_loopback():
+    assert parse_run_args([]).host == "127.0.0.1"
+    assert parse_run_args(["--host", "0.0.0.0"]).host == "0.0.0.0" == parse_run_args(["--host=0.0.0.0"]).host
+    assert all(is_loopback(h) for h in ("127.0.0.1", "127.3.2.1", "::1", "localhost", "LOCALHOST"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "10.0.0.5", "myhost.example"))
+    assert api_url("0.0.0.0") == "http://127.0.0.1:8000" and api_url("::1") == "http://[::1]:8000"
+    assert "http://10.0.0.5:8000/ui" in "\n".join(ready_lines("", started=0.0, host="10.0.0.5"))
+
+
+def test_a_graph_without_keys_is_refused_on_a_non_loopback_address(capsys):
+    check_exposure("127.0.0.1", keys_open=True)  # open on loopback: allowed
+    check_exposure("0.0.0.0", keys_open=False)  # keyed anywhere: allowed
+    with pytest.raises(SystemExit) as err:
+        check_exposure("0.0.0.0", keys_open=True)
+    assert err.value.code == 2
+    message = capsys.readouterr().err
+    assert "refusing to listen on 0.0.0.0 without API keys" in message and "ROUTERLLM_API_KEYS" in message
+
+
+def test_run_refuses_before_starting_ray(capsys, monkeypatch):
+    """The refusal comes before Ray starts (nothing is started, the exit status is 2); a short key likewise."""
+    monkeypatch.delenv("ROUTERLLM_API_KEYS", raising=False)
+    monkeypatch.delenv("ROUTERLLM_ADMIN_KEYS", raising=False)
+    with pytest.raises(SystemExit) as err:
+        run(["--host", "0.0.0.0"])
+    assert err.value.code == 2 and "refusing to listen on 0.0.0.0" in capsys.readouterr().err
+    monkeypatch.setenv("ROUTERLLM_API_KEYS", "short")
+    with pytest.raises(SystemExit) as err:
+        run([])
+    assert err.value.code == 2 and "shorter than 20 characters" in capsys.readouterr().err

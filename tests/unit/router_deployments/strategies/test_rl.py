@@ -115,11 +115,14 @@ def test_replay_ring_overwrites_the_oldest():
 
 # --- routing --------------------------------------------------------------------------------------------
 def test_state_features():
-    obs = state_features(np.ones((2, 3)), [0.5, 2.0], np.array([[1.0, 3.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]))
-    assert obs.shape == (2, 3 + 1 + 4)
+    weights = np.array([[1.0, 3.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    obs = state_features(np.ones((2, 3)), [0.5, 2.0], weights, window_left=[0.25, -1.0])
+    assert obs.shape == (2, 3 + 2 + 4)
     assert obs[:, 3].tolist() == [0.5, 1.0]  # budget clipped to [0, 1]
-    assert obs[0, 4:].tolist() == [0.25, 0.75, 0.0, 0.0]  # weights scaled to sum to one
-    assert obs[1, 4:].tolist() == [1.0, 0.0, 0.0, 0.0]  # all-zero weights mean quality only
+    assert obs[:, 4].tolist() == [0.25, 0.0]  # window left, clipped too
+    assert obs[0, 5:].tolist() == [0.25, 0.75, 0.0, 0.0]  # weights scaled to sum to one, last
+    assert obs[1, 5:].tolist() == [1.0, 0.0, 0.0, 0.0]  # all-zero weights mean quality only
+    assert state_features(np.ones((1, 3)), 1.0, weights[:1])[0, 4] == 1.0  # no window: a window just begun
     assert normalised_weights(np.array([2.0, 2.0, 0.0, 0.0])).tolist() == [0.5, 0.5, 0.0, 0.0]
 
 
@@ -243,3 +246,78 @@ def test_fit_from_table_on_a_slice_of_routerbench(routerbench_dir):
     assert {d.expert for d in pricey} == {catalog.names[2]}
     again = fit_from_table(data, x, catalog, **options)
     assert np.array_equal(again.score(contexts(x[:5])), router.score(contexts(x[:5])))
+
+
+# --- budget windows: Double DQN across requests, the seed's trunk, old checkpoints ----------------------------
+def test_double_dqn_target_bootstraps_with_the_online_choice_valued_by_the_target(catalog):
+    router = rl(catalog, tau=1e-6)
+    obs = torch.from_numpy(state_features(embeddings(3), 1.0, ObjectiveWeights().as_array()))
+    next_obs = torch.from_numpy(state_features(embeddings(3, seed=1), 0.5, ObjectiveWeights().as_array(), 0.5))
+    allowed = torch.tensor([[True, True, True], [False, True, True], [True, True, True]])
+    dones = torch.tensor([0.0, 0.0, 1.0])
+    with torch.no_grad():
+        online_next = router.online(next_obs).masked_fill(~allowed, -torch.inf)
+        target_next = router.target(next_obs)
+        picked = online_next.argmax(1)
+        expected = torch.tensor([0.5, 0.2, 1.0]) + 0.9 * (1 - dones) * target_next[torch.arange(3), picked]
+        q_before = router.online(obs).gather(1, torch.tensor([[0], [1], [2]])).squeeze(1)
+    optimizer = torch.optim.SGD(router.online.parameters(), lr=0.0)  # no step: read the TD errors alone
+    _, td = router.td_step(
+        obs,
+        torch.tensor([0, 1, 2]),
+        torch.tensor([0.5, 0.2, 1.0]),
+        optimizer,
+        next_obs=next_obs,
+        dones=dones,
+        gamma=0.9,
+        next_allowed=allowed,
+    )
+    assert td == pytest.approx((expected - q_before).numpy(), abs=1e-5)
+    # gamma 0 (or no next state) is the one-step target: the reward.
+    _, td0 = router.td_step(obs, torch.tensor([0, 1, 2]), torch.tensor([0.5, 0.2, 1.0]), optimizer, gamma=0.0)
+    assert td0 == pytest.approx((torch.tensor([0.5, 0.2, 1.0]) - q_before).numpy(), abs=1e-5)
+
+
+def test_window_left_is_part_of_the_state(catalog):
+    router = rl(catalog)
+    x = embeddings(2)
+    early = [RouteContext(text="p", embedding=e, carbon_budget_left=0.5, window_left=1.0) for e in x]
+    late = [RouteContext(text="p", embedding=e, carbon_budget_left=0.5, window_left=0.1) for e in x]
+    assert router.observations(late)[:, DIM + 1].tolist() == pytest.approx([0.1, 0.1])
+    assert not np.allclose(router.score(early), router.score(late))
+
+
+def test_the_seeds_trunk_batchnorm_and_dropout_serves_single_requests_and_round_trips(catalog, tmp_path):
+    router = rl(catalog, batch_norm=True, dropout=0.2, tau=0.5)
+    kinds = {type(m).__name__ for m in router.online.trunk}
+    assert {"BatchNorm1d", "Dropout"} <= kinds
+    router.learn([Experience(embedding=e, expert=1, reward=0.0, quality=1.0) for e in embeddings(8)])
+    # The soft update carries BatchNorm's running statistics into the served network too.
+    online_stats = [b for b in router.online.buffers() if b.is_floating_point()]
+    served_stats = [b for b in router.target.buffers() if b.is_floating_point()]
+    assert all(not torch.equal(s, torch.zeros_like(s)) for s in served_stats[:1])
+    assert len(online_stats) == len(served_stats) > 0
+    one = contexts(embeddings(1))
+    assert np.array_equal(router.score(one), router.score(one))  # eval mode: no dropout, running statistics
+    router.save(tmp_path / "bn")
+    fresh = rl(catalog, batch_norm=True, dropout=0.2)
+    fresh.load(tmp_path / "bn")
+    assert np.allclose(fresh.score(one), router.score(one))
+    with pytest.raises(CheckpointError, match="batch_norm: checkpoint True, router False"):
+        rl(catalog).load(tmp_path / "bn")
+
+
+def test_a_checkpoint_from_before_window_left_is_refused_naming_the_difference(catalog, tmp_path):
+    import json
+
+    router = rl(catalog)
+    router.save(tmp_path / "old")
+    meta_file = tmp_path / "old" / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    old = dict(meta["architecture"], input_dim=DIM + 5)  # the layout before window_left, and no trunk options
+    old["state"] = [s for s in old["state"] if s != "window_left"]
+    del old["batch_norm"], old["dropout"]
+    meta_file.write_text(json.dumps(dict(meta, architecture=old)))
+    with pytest.raises(CheckpointError, match=r"input_dim: checkpoint 13, router 14.*retrain") as error:
+        rl(catalog).load(tmp_path / "old")
+    assert "'window_left'" in str(error.value) and "batch_norm: checkpoint '(absent)'" in str(error.value)

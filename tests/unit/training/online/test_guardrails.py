@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from router_deployments.strategies import Experience
-from training.online.guardrails import below_margin, non_finite_weights, snips_estimates
+from training.online.guardrails import below_margin, compare_policies, non_finite_weights, snips_estimates
 from training.online.outcome_store import OutcomeRecord
 
 
@@ -53,7 +53,28 @@ def test_snips_weights_agreeing_choices_by_their_inverse_propensity():
     assert snips_estimates(Always(0), Always(1), [], 2, 0.2, 1) == {"checked": False, "n": 0}
 
 
-def test_below_margin_only_refuses_checked_estimates():
-    assert below_margin({"checked": True, "candidate": 0.5, "live": 0.6}, 0.05)
-    assert not below_margin({"checked": True, "candidate": 0.56, "live": 0.6}, 0.05)
-    assert not below_margin({"checked": False, "candidate": 0.0, "live": 1.0}, 0.05)
+def test_below_margin_refuses_only_checked_estimates_whose_upper_bound_is_below_minus_margin():
+    assert below_margin({"checked": True, "upper_bound": -0.06}, 0.05)
+    assert not below_margin({"checked": True, "upper_bound": -0.04}, 0.05)
+    assert not below_margin({"checked": False, "upper_bound": None}, 0.05)
+
+
+def test_compare_policies_bounds_the_difference_and_refuses_only_on_evidence():
+    rng = np.random.default_rng(0)
+    n = 400
+    logged = rng.integers(0, 2, n)  # a uniform logging policy
+    rewards = np.where(logged == 0, rng.random(n) < 0.6, rng.random(n) < 0.4).astype(float)
+    args = dict(min_propensity=0.05, min_matches=20, confidence=0.9, seed=1)
+    worse = compare_policies(np.ones(n), np.zeros(n), logged, rewards, np.full(n, 0.5), **args)
+    assert worse["checked"] and worse["lower_bound"] < worse["difference"] < worse["upper_bound"] < 0
+    assert below_margin(worse, 0.0)
+    # Two policies that differ on a few prompts only: a small, uncertain difference is not evidence.
+    close = np.zeros(n)
+    close[:10] = 1
+    near = compare_policies(close, np.zeros(n), logged, rewards, np.full(n, 0.5), **args)
+    assert near["lower_bound"] < 0 < near["upper_bound"] and not below_margin(near, 0.0)
+    # The bound is the same for the same seed, and a bad confidence is a clear error.
+    again = compare_policies(close, np.zeros(n), logged, rewards, np.full(n, 0.5), **args)
+    assert again["upper_bound"] == near["upper_bound"]
+    with pytest.raises(ValueError, match="confidence"):
+        compare_policies(close, np.zeros(n), logged, rewards, np.full(n, 0.5), **{**args, "confidence": 1.0})

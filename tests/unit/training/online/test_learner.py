@@ -108,8 +108,9 @@ def test_learns_publishes_versions_and_replicas_load_them(tmp_path):
         contexts = [RouteContext(text="", embedding=np.full(DIM, x, np.float32)) for x in (-1.0, 1.0)]
         np.testing.assert_allclose(replica.score(contexts), learner.trainees[name].live.score(contexts), rtol=1e-6)
         assert replica.policy_version == version
-    assert status["strategies"]["rl"]["epsilon"] < 0.2 and status["strategies"]["moe"]["epsilon"] is None
-    assert learner.routing_settings("rl")["epsilon"] == pytest.approx(status["strategies"]["rl"]["epsilon"])
+    for name in ("rl", "moe"):  # both explore: the learner publishes each one's decaying epsilon
+        assert status["strategies"][name]["epsilon"] < 0.2
+        assert learner.routing_settings(name)["epsilon"] == pytest.approx(status["strategies"][name]["epsilon"])
     assert status["store"] == {"outcomes": 40, "feedback": 40} and status["traffic"]["requests"] == 40
     assert set(status["reward_moving_average"]) == {"rl"}
 
@@ -240,10 +241,14 @@ def test_rollback_returns_to_the_previous_version(tmp_path):
     for k, v in learner.get_policy("rl")[1].items():
         np.testing.assert_array_equal(v, v2[k])
     live = json.loads((tmp_path / "ckpt" / "rl" / LIVE_FILE).read_text())
-    assert live == {"version": 2, "history": [1, 2], "rolled_back": [3]}
+    assert live == {"version": 2, "history": [1, 2], "rolled_back": [3], "pinned": 2, "held": []}
     assert all((tmp_path / "ckpt" / "rl" / f"v{v}").is_dir() for v in (1, 2, 3))
     feed(learner, 3, start=20)
-    assert learner.publish("rl")["published"] == 4  # versions are never reused
+    assert learner.publish("rl")["published"] == 4  # versions are never reused; the rollback pinned v2 live
+    assert learner.live_versions() == {"rl": 2}
+    learner.versions.unpin("rl")
+    feed(learner, 3, start=23)
+    assert learner.publish("rl")["published"] == 5 and learner.live_versions() == {"rl": 5}
     assert learner.rollback("rl") == 2 and learner.rollback("rl") == 1
     with pytest.raises(ValueError, match="no earlier published version"):
         learner.rollback("rl")

@@ -64,7 +64,7 @@ def test_outcome_rewards_replay_the_table_under_each_requests_weights():
     )
     assert rewards == pytest.approx(expected)
     obs = o.observations(ctx)
-    assert obs.shape == (2, DIM + 5) and obs[1, -4:].tolist() == [0.5, 0.5, 0.0, 0.0]
+    assert obs.shape == (2, DIM + 6) and obs[1, -4:].tolist() == [0.5, 0.5, 0.0, 0.0]
 
 
 def test_env_is_a_valid_one_step_gymnasium_env():

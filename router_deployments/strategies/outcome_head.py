@@ -1,0 +1,148 @@
+"""A Bayesian linear head on the prompt embedding: what the online learners use to generalise to new prompts.
+
+Per expert j, the outcomes y = [quality, cost_norm, carbon_norm, latency_norm] of a call are modelled as
+    y = prior_j + theta_j^T phi(x) + noise,   phi(x) = [P^T x, 1],   theta_j ~ N(0, I / ridge),
+with prior_j the catalog's figures of expert j (its quality prior, i.e. its mean recorded score, and its cost,
+carbon and latency per typical call, on ExpertProfile's [0, 1] scale) and P an optional seeded random projection of
+the embedding (`features` columns; 0 keeps the embedding as it is). A cold head therefore predicts the catalog, which
+routes like "always the catalog's best expected utility", and moves away per prompt only as evidence accrues
+(ridge shrinkage towards the prior; LinUCB/LinTS keep the same statistics).
+
+The posterior is kept as sufficient statistics, updated exactly once per experience (`observe`), with the
+Sherman-Morrison rank-one update of each expert's covariance C_j = (ridge I + sum phi phi^T)^-1 and
+b_j = sum phi (y - prior_j); the posterior mean is C_j b_j. Because the model is linear in its targets, one set of
+statistics serves every objective weighting: the predicted utility under weights w is w . E[y] with the signs of
+ExpertProfile.utility. `posterior_sd` is the standard deviation of theta_j^T phi(x) per unit noise (for
+confidence bounds or sampling).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from router_deployments.objectives import ExpertProfile
+
+OUTCOMES = ("quality", "cost_norm", "carbon_norm", "latency_norm")
+
+
+class OutcomeHeadConfig(BaseModel):
+    """Shape and prior strength of the Bayesian linear head."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    features: int = Field(0, ge=0, description="Random-projection width of the embedding (0: the embedding itself).")
+    ridge: float = Field(10.0, gt=0, description="Prior precision of the per-expert weights (shrinkage to the prior).")
+    seed: int = Field(0, description="Seeds the random projection.")
+
+
+class BayesianOutcomeHead:
+    """Per-expert Bayesian ridge regression of call outcomes on the embedding, with the catalog as prior mean."""
+
+    def __init__(self, profile: ExpertProfile, embedding_dim: int, config: OutcomeHeadConfig):
+        self.config = config
+        self.embedding_dim = embedding_dim
+        self.prior = np.stack([profile.quality, profile.cost_norm, profile.carbon_norm, profile.latency_norm], 1)
+        self.prior = self.prior.astype(np.float64)  # [n_experts, 4]
+        if config.features:
+            rng = np.random.default_rng(config.seed)
+            self.projection = rng.standard_normal((embedding_dim, config.features)) / np.sqrt(config.features)
+        else:
+            self.projection = None
+        self.dim = (config.features or embedding_dim) + 1
+        n = len(self.prior)
+        self.cov = np.repeat(np.eye(self.dim)[None] / config.ridge, n, axis=0)  # [n, d, d]
+        self.b = np.zeros((n, self.dim, len(OUTCOMES)))  # [n, d, 4]
+        self.count = np.zeros(n)
+
+    # --- features and prediction -------------------------------------------------------------------------
+    def phi(self, embeddings: np.ndarray) -> np.ndarray:
+        """[batch, d]: the (projected) embedding and a constant 1."""
+        x = np.atleast_2d(np.asarray(embeddings, dtype=np.float64))
+        if x.shape[1] != self.embedding_dim:
+            raise ValueError(f"embedding dim {x.shape[1]} != the head's input dim {self.embedding_dim}")
+        if self.projection is not None:
+            x = x @ self.projection
+        return np.concatenate([x, np.ones((len(x), 1))], axis=1)
+
+    def predict(self, embeddings: np.ndarray) -> np.ndarray:
+        """Posterior mean outcomes [batch, n_experts, 4] (quality, cost_norm, carbon_norm, latency_norm)."""
+        theta = np.einsum("nde,nek->ndk", self.cov, self.b)
+        return self.prior[None] + np.einsum("bd,ndk->bnk", self.phi(embeddings), theta)
+
+    def posterior_sd(self, embeddings: np.ndarray) -> np.ndarray:
+        """sqrt(phi^T C_j phi) per prompt and expert [batch, n_experts]: the posterior spread per unit noise."""
+        f = self.phi(embeddings)
+        return np.sqrt(np.maximum(np.einsum("bd,nde,be->bn", f, self.cov, f), 0.0))
+
+    @staticmethod
+    def utility(outcomes: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """w_quality q - w_cost c - w_carbon g - w_latency l of outcomes [..., n, 4] under weights [..., 4]."""
+        signed = np.asarray(weights, dtype=np.float64) * np.array([1.0, -1.0, -1.0, -1.0])
+        return np.einsum("...nk,...k->...n", outcomes, signed)
+
+    # --- learning ----------------------------------------------------------------------------------------
+    def observe(self, embeddings: np.ndarray, experts: np.ndarray, outcomes: np.ndarray) -> None:
+        """Add each (prompt, expert called, outcomes [4]) once to the posterior."""
+        outcomes = np.atleast_2d(np.asarray(outcomes, dtype=np.float64))
+        experts = np.asarray(experts, dtype=np.int64).reshape(-1)
+        if len(outcomes) != len(experts) or outcomes.shape[1] != len(OUTCOMES):
+            raise ValueError(f"need one outcome row of {len(OUTCOMES)} values per expert, got {outcomes.shape}")
+        if not np.isfinite(outcomes).all():
+            raise ValueError("outcomes must be finite")
+        n = len(self.prior)
+        if ((experts < 0) | (experts >= n)).any():
+            raise ValueError(f"expert indices must be in [0, {n}), got {sorted(set(experts.tolist()))}")
+        for f, j, y in zip(self.phi(embeddings), experts, outcomes):
+            cf = self.cov[j] @ f
+            self.cov[j] -= np.outer(cf, cf) / (1.0 + f @ cf)
+            self.b[j] += np.outer(f, y - self.prior[j])
+            self.count[j] += 1
+
+    # --- checkpoint --------------------------------------------------------------------------------------
+    def state_dict(self, prefix: str = "head.") -> dict[str, Any]:
+        """The sufficient statistics as float64 tensors."""
+        return {
+            f"{prefix}cov": torch.from_numpy(self.cov.copy()),
+            f"{prefix}b": torch.from_numpy(self.b.copy()),
+            f"{prefix}count": torch.from_numpy(self.count.copy()),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], prefix: str = "head.") -> None:
+        """Load statistics written by state_dict; a shape that does not fit this head is a ValueError."""
+        for name in ("cov", "b", "count"):
+            key = f"{prefix}{name}"
+            if key not in state:
+                raise KeyError(f"missing {key} in the head's state")
+            value = np.asarray(state[key].detach().cpu().numpy() if hasattr(state[key], "detach") else state[key])
+            if value.shape != getattr(self, name).shape:
+                raise ValueError(f"{key} has shape {value.shape}, this head needs {getattr(self, name).shape}")
+            setattr(self, name, value.astype(np.float64).copy())
+
+
+def experience_outcomes(batch: list, profile: ExpertProfile) -> np.ndarray:
+    """[len(batch), 4] outcomes of Experiences on the head's scale: quality, and cost, carbon and latency divided by
+    the catalog's largest per-call figure (the scale of ExpertProfile and of the learner's reward)."""
+    scale = [max(float(profile.cost.max()), 1e-12), max(float(profile.carbon.max()), 1e-12)]
+    scale.append(max(float(profile.latency.max()), 1e-12))
+    return np.array(
+        [[e.quality, e.cost_usd / scale[0], e.carbon_g / scale[1], e.latency_s / scale[2]] for e in batch],
+        dtype=np.float64,
+    )
+
+
+def observe_experiences(head: BayesianOutcomeHead, batch: list, profile: ExpertProfile) -> dict[str, float]:
+    """Add new Experiences once to `head` (what a strategy's observe() does); returns {"head_observed": n}."""
+    if not batch:
+        return {}
+    head.observe(np.stack([e.embedding for e in batch]), [e.expert for e in batch], experience_outcomes(batch, profile))
+    return {"head_observed": float(head.count.sum())}
+
+
+def split_head_state(state: dict[str, Any], prefix: str = "head.") -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the network's tensors, the head's tensors) of a strategy's state dict."""
+    head = {k: v for k, v in state.items() if k.startswith(prefix)}
+    return {k: v for k, v in state.items() if not k.startswith(prefix)}, head

@@ -1,0 +1,129 @@
+"""The Bayesian linear head (outcome_head.py) and its use by rl and moe: prior, exact updates, exploration, state."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from experts.catalog import ExpertCatalog, ExpertSpec, ReplayBackendConfig
+from router_deployments.objectives import ExpertProfile, ObjectiveWeights
+from router_deployments.policy_sync import policy_copy
+from router_deployments.strategies import Experience, RouteContext, build_strategy
+from router_deployments.strategies.outcome_head import BayesianOutcomeHead, OutcomeHeadConfig, experience_outcomes
+
+DIM = 6
+
+
+def spec(name: str, price: float, quality: float) -> ExpertSpec:
+    return ExpertSpec(
+        name=name,
+        backend=ReplayBackendConfig(data="", model=name),
+        params_b=7.0,
+        price_in_per_1k=price,
+        price_out_per_1k=price,
+        energy_per_token_j=0.1,
+        expected_latency_s=1.0,
+        quality_prior=quality,
+    )
+
+
+@pytest.fixture
+def catalog() -> ExpertCatalog:
+    return ExpertCatalog(experts=[spec("good", 0.002, 0.7), spec("fair", 0.001, 0.5), spec("poor", 0.001, 0.2)])
+
+
+def head(catalog, **config) -> BayesianOutcomeHead:
+    return BayesianOutcomeHead(ExpertProfile(catalog), DIM, OutcomeHeadConfig(**config))
+
+
+def prompts(n: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(n, DIM))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_a_cold_head_predicts_the_catalog(catalog):
+    h = head(catalog)
+    mean = h.predict(prompts(3))
+    profile = ExpertProfile(catalog)
+    np.testing.assert_allclose(mean[:, :, 0], np.tile(profile.quality, (3, 1)), rtol=1e-6)
+    np.testing.assert_allclose(mean[:, :, 1], np.tile(profile.cost_norm, (3, 1)), rtol=1e-6)
+    utility = h.utility(mean, np.array([1.0, 0.5, 0.0, 0.0]))
+    np.testing.assert_allclose(utility[0], profile.utility(profile.quality, ObjectiveWeights(cost=0.5)), rtol=1e-6)
+
+
+def test_observe_matches_the_closed_form_ridge_posterior(catalog):
+    h = head(catalog, ridge=2.0)
+    x = prompts(30)
+    y = np.random.default_rng(1).random((30, 4))
+    experts = np.zeros(30, dtype=int)
+    h.observe(x, experts, y)
+    f = h.phi(x)
+    theta = np.linalg.solve(2.0 * np.eye(h.dim) + f.T @ f, f.T @ (y - h.prior[0]))
+    np.testing.assert_allclose(h.predict(x[:5])[:, 0], h.prior[0] + f[:5] @ theta, atol=1e-8)
+    np.testing.assert_allclose(h.predict(x[:5])[:, 1], np.tile(h.prior[1], (5, 1)))  # other experts: untouched
+    assert h.count.tolist() == [30, 0, 0]
+    assert (h.posterior_sd(x[:5])[:, 0] < h.posterior_sd(x[:5])[:, 1]).all()  # evidence shrinks the spread
+
+
+def test_the_head_learns_where_an_expert_is_better_and_generalises(catalog):
+    h = head(catalog, ridge=1.0)
+    x = prompts(400)
+    for j in (0, 1):  # 'fair' answers prompts with x0 > 0, 'good' those with x0 < 0
+        q = ((x[:, 0] > 0) == (j == 1)).astype(float)
+        h.observe(x, np.full(400, j), np.stack([q, np.zeros(400), np.zeros(400), np.zeros(400)], 1))
+    new = prompts(200, seed=7)
+    choice = h.utility(h.predict(new), np.array([1.0, 0, 0, 0])).argmax(1)
+    assert (choice == np.where(new[:, 0] > 0, 1, 0)).mean() > 0.9
+
+
+def test_random_projection_and_bad_input(catalog):
+    h = head(catalog, features=3)
+    assert h.phi(prompts(2)).shape == (2, 4)
+    with pytest.raises(ValueError, match="embedding dim"):
+        h.predict(np.ones((1, DIM + 1)))
+    with pytest.raises(ValueError, match="expert indices"):
+        h.observe(prompts(1), [3], np.zeros((1, 4)))
+    with pytest.raises(ValueError, match="one outcome row"):
+        h.observe(prompts(2), [0, 1], np.zeros((1, 4)))
+    with pytest.raises(ValueError, match="finite"):
+        h.observe(prompts(1), [0], np.full((1, 4), np.nan))
+
+
+def test_experience_outcomes_use_the_catalogs_scale(catalog):
+    profile = ExpertProfile(catalog)
+    e = Experience(embedding=np.zeros(DIM), expert=0, reward=0.0, quality=0.8, cost_usd=float(profile.cost.max()))
+    np.testing.assert_allclose(experience_outcomes([e], profile)[0], [0.8, 1.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("name", ["rl", "moe"])
+def test_strategies_route_on_the_head_observe_once_and_round_trip_it(catalog, name):
+    config = {"embedding_dim": DIM, "hidden": [8], "head": {"ridge": 1.0}, "network_weight": 0.0}
+    strategy = build_strategy(name, catalog, config)
+    ctx = [RouteContext(text="", embedding=e) for e in prompts(4)]
+    assert {d.expert for d in strategy.route_batch(ctx)} == {"good"}  # cold: the catalog's best expected utility
+    bad = [Experience(embedding=e, expert=0, reward=0.0, quality=0.0) for e in prompts(50, seed=3)]
+    assert strategy.observe(bad) == {"head_observed": 50.0}
+    assert {d.expert for d in strategy.route_batch(ctx)} == {"fair"}  # 'good' failed everywhere: next best
+    arrays = {k: v.numpy() for k, v in strategy.state_dict().items()}
+    fresh = policy_copy(build_strategy(name, catalog, config), 3, arrays)
+    np.testing.assert_allclose(fresh.score(ctx), strategy.score(ctx))
+    plain = build_strategy(name, catalog, {k: v for k, v in config.items() if k != "head"})
+    with pytest.raises(KeyError, match="head"):
+        plain.load_state_dict(strategy.state_dict())
+    strategy.load_state_dict(plain.state_dict())  # an offline fit without a head: the head keeps its state
+    np.testing.assert_allclose(strategy.head.count, [50, 0, 0])
+
+
+def test_moe_explores_with_epsilon_and_logs_the_true_probabilities(catalog):
+    config = {"embedding_dim": DIM, "hidden": [8], "head": {}, "network_weight": 0.0, "epsilon": 0.3, "seed": 1}
+    strategy = build_strategy("moe", catalog, config)
+    decisions = strategy.route_batch([RouteContext(text="", embedding=e) for e in prompts(600)])
+    for d in decisions[:5]:
+        assert d.probs == pytest.approx([0.7 + 0.1, 0.1, 0.1])  # greedy 'good' w.p. 1 - eps, else uniform
+    share = np.mean([d.expert != "good" for d in decisions])
+    assert share == pytest.approx(0.2, abs=0.05)
+    sampled = build_strategy("moe", catalog, {**config, "epsilon": 0.0, "sample_gates": True})
+    d = sampled.route_batch([RouteContext(text="", embedding=prompts(1)[0])])[0]
+    assert d.probs == pytest.approx(list(np.exp(list(d.scores.values()))))  # the gates themselves
+    greedy = build_strategy("moe", catalog, {**config, "epsilon": 0.0})
+    assert greedy.route_batch([RouteContext(text="", embedding=prompts(1)[0])])[0].probs == [1.0, 0.0, 0.0]
