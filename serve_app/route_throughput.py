@@ -46,7 +46,8 @@ def load_prompts(source: str, count: int, seed: int, data: str | Path = DEFAULT_
     if source == "synthetic":
         from training.data.synthetic import generate_prompts
 
-        texts = [p.text for p in generate_prompts(n_per_category=-(-count // 4), seed=seed)]
+        # A few more than asked: the templates repeat now and then, and repeats are dropped below.
+        texts = [p.text for p in generate_prompts(n_per_category=count // 4 + count // 20 + 8, seed=seed)]
     elif source == "routerbench":
         from training.data.routerbench import load_routerbench
 
