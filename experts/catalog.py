@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from experts.energy_model import JOULES_PER_KWH, EnergyModelSpec, estimate_energy
 from experts.replica_settings import ReplicaSettings
 
 # Serve's cap on concurrent calls per expert replica when the YAML sets none (the backends queue or batch inside).
@@ -82,7 +83,12 @@ class ExpertSpec(ReplicaSettings):
     params_b: float = Field(gt=0, description="Parameter count in billions.")
     price_in_per_1k: float = Field(ge=0, description="USD per 1,000 input tokens.")
     price_out_per_1k: float = Field(ge=0, description="USD per 1,000 output tokens.")
-    energy_per_token_j: float = Field(ge=0, description="Estimated joules per processed token.")
+    energy_per_token_j: float | None = Field(
+        None, ge=0, description="Joules per processed token; unset: computed by the energy model from `energy`."
+    )
+    energy: EnergyModelSpec | None = Field(
+        None, description="Hardware and precision the energy model computes energy_per_token_j from."
+    )
     expected_latency_s: float = Field(gt=0, description="Typical end-to-end latency of one answer.")
     quality_prior: float = Field(ge=0, le=1, description="Prior answer quality in [0, 1].")
     max_new_tokens: int = Field(256, gt=0, description="Default cap on generated tokens.")
@@ -94,6 +100,28 @@ class ExpertSpec(ReplicaSettings):
         description="Outcome-table column (e.g. 'meta/llama-2-70b-chat') whose trained scores this expert takes "
         "in a checkpoint; default: the column a replay backend replays, else the expert's name.",
     )
+
+    energy_from_model: bool = Field(
+        False, description="Set by validation: whether energy_per_token_j came from the energy model."
+    )
+
+    @model_validator(mode="after")
+    def _energy_per_token(self) -> ExpertSpec:
+        """energy_per_token_j as set by hand, else from the energy model (experts.energy_model)."""
+        if self.energy_per_token_j is not None and not self.energy_from_model:
+            return self
+        if self.energy is None:
+            raise ValueError(
+                f"expert {self.name!r}: give energy_per_token_j, or `energy: {{hardware: ...}}` for the energy model"
+            )
+        self.energy_per_token_j = estimate_energy(self.params_b, self.energy).j_per_token
+        self.energy_from_model = True
+        return self
+
+    @property
+    def modelled_j_per_token(self) -> float | None:
+        """What the energy model gives for this expert (None without an `energy` section)."""
+        return estimate_energy(self.params_b, self.energy).j_per_token if self.energy is not None else None
 
     @property
     def column(self) -> str:
@@ -159,4 +187,4 @@ class ExpertCatalog(_Strict):
     def carbon_g(self, name: str, tokens_in: int, tokens_out: int) -> float:
         """Estimated gCO2eq of one call: energy per token times tokens times grid intensity."""
         joules = self.get(name).energy_per_token_j * (tokens_in + tokens_out)
-        return joules / 3.6e6 * self.carbon_intensity_g_per_kwh
+        return joules / JOULES_PER_KWH * self.carbon_intensity_g_per_kwh

@@ -40,6 +40,9 @@ class RouteQuery:
     weights: dict[str, float] | None = None
     """The weights the request set (the ingress sends them merged over the defaults); unset ones: the defaults."""
     carbon_budget_left: float = 1.0
+    cost_budget_left: float = 1.0
+    window_left: float = 1.0
+    grid_intensity: float | None = None
 
 
 @dataclass
@@ -152,6 +155,9 @@ class RouterDeployment:
             embedding=np.asarray(q.embedding, dtype=np.float32),
             weights=weights,
             carbon_budget_left=q.carbon_budget_left,
+            cost_budget_left=q.cost_budget_left,
+            window_left=q.window_left,
+            grid_intensity=q.grid_intensity,
         )
 
     def info(self) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -13,6 +13,7 @@ from experts.carbon_meter import CarbonConfig
 from experts.catalog import ExpertCatalog, ExpertSpec
 from experts.replica_settings import ReplicaSettings
 from router_deployments.deployment_settings import EmbeddingConfig, LearnerLink, RouterConfig
+from serve_app.budget_ledger import BudgetLimits
 from training.online.learner_config import LearnerConfig
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "REPO_ROOT",
     "ROUTER_MODEL",
     "AppConfig",
+    "BudgetConfig",
     "AuthSettings",
     "CarbonConfig",
     "CircuitBreakerConfig",
@@ -237,6 +239,40 @@ class LearnerSettings(_Strict):
         return LearnerLink(actor_name=self.actor_name, namespace=self.namespace, poll_interval_s=self.poll_interval_s)
 
 
+class BudgetConfig(_Strict):
+    """Carbon and cost budgets kept on the server over a rolling window (serve_app.budgets, budget_ledger)."""
+
+    window_s: float = Field(3600.0, gt=0, description="Length of the rolling window the limits apply to.")
+    total: BudgetLimits = Field(default_factory=BudgetLimits, description="Limits on all traffic together.")
+    per_caller: BudgetLimits = Field(
+        default_factory=BudgetLimits, description="Limits on each caller (the request's `user` field) alone."
+    )
+    on_exhausted: Literal["refuse", "greenest"] = Field(
+        "refuse",
+        description="When nothing fits: 'refuse' answers 429 budget_exceeded with Retry-After; 'greenest' routes to "
+        "the expert with the least predicted carbon anyway (the metadata says over_budget).",
+    )
+    tight_fraction: float = Field(
+        0.5, gt=0, le=1, description="Below this fraction left, the carbon / cost weights rise (steering)."
+    )
+    steer_carbon_weight: float = Field(1.0, ge=0, description="Added to the carbon weight when the budget is spent.")
+    steer_cost_weight: float = Field(1.0, ge=0, description="Added to the cost weight when the budget is spent.")
+    chars_per_token: float = Field(
+        3.0, gt=0, description="Prompt characters per token when predicting a call's charge (low: over-reserves)."
+    )
+    state_ttl_s: float = Field(
+        0.2, ge=0, description="How long an ingress reuses a caller's budget state for routing features."
+    )
+    reservation_ttl_s: float = Field(600.0, gt=0, description="An open reservation older than this expires.")
+    actor_name: str = Field("routerllm-budgets", description="Name of the ledger actor every ingress shares.")
+    namespace: str = Field("routerllm", description="Ray namespace of the ledger actor.")
+
+    @property
+    def limited(self) -> bool:
+        """Whether any limit is set (no limit: no ledger, nothing reserved)."""
+        return any(v is not None for v in (*self.total.model_dump().values(), *self.per_caller.model_dump().values()))
+
+
 class AppConfig(_Strict):
     """Everything one RouterLLM graph needs."""
 
@@ -246,6 +282,7 @@ class AppConfig(_Strict):
     carbon: CarbonConfig = Field(default_factory=CarbonConfig)
     experts: list[ExpertSpec] = Field(min_length=1)
     learner: LearnerSettings | None = None
+    budgets: BudgetConfig = Field(default_factory=BudgetConfig, description="Carbon and cost budgets (none set).")
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
 

@@ -32,6 +32,7 @@ from router_deployments.objectives import ObjectiveWeights, merge_weights
 from router_deployments.router_deployment import RouteAnswer, RouteQuery, UnknownStrategyError
 from router_deployments.strategies import RoutingDecision
 from serve_app.api_models import RouterPreferences
+from serve_app.budgets import BudgetView
 from serve_app.config import ROUTER_MODEL, AppConfig
 from serve_app.errors import APIError, bad_request, not_found, short_error, upstream_error
 from serve_app.expert_calls import TRANSIENT_RAY_ERRORS, DeadlineExceededError, ExpertCaller
@@ -96,6 +97,7 @@ class Dispatcher:
     ):
         self.server = config.server
         self.catalog = config.catalog
+        self.grid = config.carbon.grid()
         self.default_weights = config.router.default_weights
         self.router = router
         self.experts = experts
@@ -103,21 +105,26 @@ class Dispatcher:
 
     # --- routing --------------------------------------------------------------------------------------
     async def decide(
-        self, request_id: str, started: float, model: str, text: str, prefs: RouterPreferences
+        self,
+        request_id: str,
+        started: float,
+        model: str,
+        text: str,
+        prefs: RouterPreferences,
+        budget: BudgetView | None = None,
     ) -> RoutedRequest:
-        """Route `text` (model "router"), or take the expert the request names; unknown names are a 404."""
+        """Route `text` (model "router"), or take the expert the request names; unknown names are a 404. `budget`:
+        the server's budget state, which steers the weights and fills the strategy's budget features."""
         if model != ROUTER_MODEL:
-            return self._direct(request_id, started, model, prefs)
+            return self._direct(request_id, started, model, prefs, budget)
         t0 = time.perf_counter()
         deadline = self.calls.deadline(started)
         weights = self._merged_weights(prefs)
+        fields = {"carbon_budget_left": prefs.carbon_budget_left}
+        if budget is not None:
+            weights, fields = budget.steered(weights), budget.route_fields()
         # No embedding: the router embeds each batch of queries in one call (router_deployment.py).
-        query = RouteQuery(
-            text=text,
-            strategy=prefs.strategy,
-            weights=weights.model_dump(),
-            carbon_budget_left=prefs.carbon_budget_left,
-        )
+        query = RouteQuery(text=text, strategy=prefs.strategy, weights=weights.model_dump(), **fields)
         try:
             answer: RouteAnswer = await self._routing_call("router", lambda: self.router.route.remote(query), deadline)
         except UnknownStrategyError as e:
@@ -128,10 +135,11 @@ class Dispatcher:
             decision=answer.decision,
             embedding=answer.embedding,
             weights=weights,
-            carbon_budget_left=prefs.carbon_budget_left,
+            carbon_budget_left=fields["carbon_budget_left"],
             started=started,
             routed=t2,
             handle_timings={"embedding": answer.embed_s, "router": t2 - t0 - answer.embed_s},
+            budget=budget,
         )
 
     async def _routing_call(self, part: str, call, deadline: float):
@@ -154,7 +162,9 @@ class Dispatcher:
                 await asyncio.sleep(min(self.server.retry_backoff_s, max(0.0, deadline - time.perf_counter())))
         raise AssertionError("unreachable")
 
-    def _direct(self, request_id: str, started: float, model: str, prefs: RouterPreferences) -> RoutedRequest:
+    def _direct(
+        self, request_id: str, started: float, model: str, prefs: RouterPreferences, budget: BudgetView | None
+    ) -> RoutedRequest:
         """A request that names its expert: the same decision type, made without embedding or routing."""
         if model not in self.experts:
             raise not_found(
@@ -167,9 +177,10 @@ class Dispatcher:
             decision=RoutingDecision.direct(model),
             embedding=None,
             weights=self._merged_weights(prefs),
-            carbon_budget_left=prefs.carbon_budget_left,
+            carbon_budget_left=budget.carbon_left if budget else prefs.carbon_budget_left,
             started=started,
             routed=time.perf_counter(),
+            budget=budget,
         )
 
     def _merged_weights(self, prefs: RouterPreferences) -> ObjectiveWeights:
@@ -194,7 +205,7 @@ class Dispatcher:
         except Exception as e:  # noqa: BLE001 - every failure is reported in routing.failover_from
             logger.warning("expert %s failed for %s: %r", expert, req.request_id, e)
             return ExpertFailure(expert=expert, error=short_error(e))
-        return ExpertAnswer.of(expert, result, self.catalog)
+        return ExpertAnswer.of(expert, result, self.catalog, self.grid)
 
     async def generate(self, routed: RoutedRequest, req: GenerationRequest) -> Generation:
         """Call the fan-out concurrently and keep the highest-weighted answer; fail over one expert at a time
@@ -252,5 +263,5 @@ class Dispatcher:
                 break
             yield StreamDelta(expert=expert, text=piece.delta, first=False)
             result = piece.result or result
-        answer = ExpertAnswer.of(expert, result, self.catalog) if result is not None else None
+        answer = ExpertAnswer.of(expert, result, self.catalog, self.grid) if result is not None else None
         yield StreamEnd(expert=expert, answer=answer, failures=failures)

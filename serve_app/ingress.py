@@ -20,6 +20,8 @@ from ray.serve.handle import DeploymentHandle
 from experts.base import GenerationRequest
 from serve_app.api_models import ChatCompletionRequest, FeedbackRequest, RollbackRequest, RouteRequest, UnpinRequest
 from serve_app.auth import Gate, KeyRing, refuse_open_exposure
+from serve_app.budgets import BudgetGate, caller_of
+from serve_app.carbon_report import build_report, gather_expert_stats
 from serve_app.config import ROUTER_MODEL, AppConfig
 from serve_app.console import console_file, router_summary
 from serve_app.dispatch import Dispatcher, StreamDelta, StreamEnd, StreamEvent, no_answer
@@ -79,6 +81,8 @@ class Ingress:
         # out the record timeout while the actor waits for a CPU.
         await self.recorder.wait_until_ready(config)
         self.metrics = RequestMetrics()
+        self.budgets = BudgetGate(config)
+        await self.budgets.start()
 
     async def _report(
         self,
@@ -91,6 +95,7 @@ class Ingress:
         """Record the answered calls (the first is the one returned), then the metadata, then the metrics."""
         extra = {}
         if answers:
+            await self.budgets.settle(routed, answers)
             self.limits.charge_tokens(routed.caller, sum(a.result.tokens_in + a.result.tokens_out for a in answers))
             recording = time.perf_counter()
             extra["feedback"] = await self.recorder.record(routed, answers)
@@ -114,12 +119,18 @@ class Ingress:
         text = body.routing_text()
         check_size(text, len(body.messages), self.config.server)
         check_generation(body, self.config.server)
-        routed = await self.dispatch.decide(request_id, start, body.model, text, body.router)
+        budget = await self.budgets.view(caller_of(body, caller.id), body.router.carbon_budget_left)
+        routed = await self.dispatch.decide(request_id, start, body.model, text, body.router, budget)
         routed.caller = caller.id
         req = generation_request(body, request_id)
-        if body.stream:
-            return await self._stream(body, routed, req)
-        generation = await self.dispatch.generate(routed, req)
+        await self.budgets.admit(routed, self.dispatch.candidates(routed), len(text), req.max_tokens)
+        try:
+            if body.stream:
+                return await self._stream(body, routed, req)
+            generation = await self.dispatch.generate(routed, req)
+        except BaseException:
+            self.budgets.release(routed)
+            raise
         done = time.perf_counter()
         answers = [generation.answer, *generation.others]
         routing = await self._report(routed, generation.answer.expert, answers, generation.failures, done)
@@ -155,6 +166,7 @@ class Ingress:
                 yield chunk
         finally:
             await events.aclose()  # a client that hung up cancels the expert's stream too
+            self.budgets.release(routed)  # a failed stream or a client that left (a no-op once settled)
 
     async def _rest_of_events(
         self, body: ChatCompletionRequest, routed: RoutedRequest, created: int, events: AsyncIterator[StreamEvent]
@@ -182,14 +194,16 @@ class Ingress:
         """The routing decision alone, for a chat body or a bare prompt; nothing is generated."""
         start = time.perf_counter()
         request_id = f"route-{uuid.uuid4().hex}"
-        await self.limits.admit_request(self.gate.user(request))
+        caller = self.gate.user(request)
+        await self.limits.admit_request(caller)
         body = await parse_body(request, RouteRequest, self.config.server)
         try:
             text = body.routing_text()
         except ValueError as e:
             raise bad_request(str(e), param="messages") from e
         check_size(text, len(body.messages or []), self.config.server)
-        routed = await self.dispatch.decide(request_id, start, body.model, text, body.router)
+        budget = await self.budgets.view(caller_of(body, caller.id), body.router.carbon_budget_left)
+        routed = await self.dispatch.decide(request_id, start, body.model, text, body.router, budget)
         routing = RouteMetadata.of(routed, routed.decision.expert, probs=routed.decision.probs)
         return JSONResponse({"routing": routing.body()}, headers=routing.headers())
 
@@ -286,6 +300,31 @@ class Ingress:
             entry["circuit"] = self.dispatch.calls.snapshot(spec.name)
             out.append(entry)
         return {"experts": out}
+
+    # --- carbon -----------------------------------------------------------------------------------------
+    @app.get("/v1/carbon/report")
+    async def carbon_report(self, request: Request, window_s: float | None = None):
+        """Emissions, savings, budget state, measured against modelled energy and recommendations, for the last
+        `window_s` seconds (default: the budget window) and in total, from the outcome store."""
+        self.gate.user(request)
+        window = self.config.budgets.window_s if window_s is None else window_s
+        if not window > 0:
+            raise bad_request(f"window_s must be a positive number of seconds, got {window_s}", param="window_s")
+        learner, now = self.recorder.require_learner(), time.time()
+        in_window = await self.recorder.ask(learner.carbon_summary.remote(now - window, None))
+        in_total = await self.recorder.ask(learner.carbon_summary.remote(None, None))
+        budget = (await self.budgets.view(None)).state
+        stats = await gather_expert_stats(self.catalog, self.experts)
+        return build_report(self.catalog, window, in_window, in_total, budget, stats, now)
+
+    @app.get("/v1/carbon/outcomes")
+    async def carbon_outcomes(self, request: Request, after: int = 0, limit: int = 500):
+        """One page of the outcome log (no embeddings), oldest first: `next_after` is the next page's `after`."""
+        self.gate.user(request)
+        if not 1 <= limit <= 5000 or after < 0:
+            raise bad_request("limit must be in [1, 5000] and after >= 0", param="limit")
+        page = await self.recorder.ask(self.recorder.require_learner().outcome_page.remote(after, limit))
+        return {"outcomes": page, "next_after": page[-1]["id"] if len(page) == limit else None}
 
     @app.get("/healthz")
     async def healthz(self):

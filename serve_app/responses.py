@@ -11,13 +11,23 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from experts.base import GenerationResult
+from serve_app.budgets import BudgetMetadata
 from serve_app.errors import APIError
 from serve_app.routed_request import ExpertAnswer, ExpertFailure, RoutedRequest
 
 DONE = "data: [DONE]\n\n"
 
 # Figures that exist only for some answers; the body leaves them out rather than sending null.
-_ONLY_WHEN_SET = ("failover_from", "tokens_in", "tokens_out", "cost_usd", "carbon_g", "feedback", "fanout_outcomes")
+_ONLY_WHEN_SET = (
+    "failover_from",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+    "carbon_g",
+    "feedback",
+    "fanout_outcomes",
+    "budget",
+)
 _USAGE_HEADERS = ("tokens_in", "tokens_out", "cost_usd", "carbon_g")
 
 
@@ -44,6 +54,8 @@ class RoutingMetadata(BaseModel):
     """'accepted', or 'unavailable: <why>' when the outcome could not be recorded (feedback will be refused)."""
     fanout_outcomes: dict[str, str] | None = None
     """Outcome id (feedback key) of each other fan-out expert that answered."""
+    budget: BudgetMetadata | None = None
+    """The budget state after this request (serve_app.budgets)."""
 
     @classmethod
     def of(
@@ -66,6 +78,8 @@ class RoutingMetadata(BaseModel):
                 cost_usd=answer.cost_usd,
                 carbon_g=answer.carbon_g,
             )
+        if routed.budget is not None:
+            extra.setdefault("budget", routed.budget.metadata(routed.budget_status, routed.downgraded_from))
         return cls(
             request_id=routed.request_id,
             strategy=decision.strategy,
@@ -102,6 +116,9 @@ class RoutingMetadata(BaseModel):
         latency = self.latency_ms.get("total", self.latency_ms.get("routing"))
         if latency is not None:
             headers["x-router-latency-ms"] = str(latency)
+        if self.budget is not None:
+            headers["x-router-budget-status"] = self.budget.status
+            headers["x-router-carbon-budget-left"] = f"{self.budget.carbon_left_fraction:.6f}"
         return headers
 
 

@@ -4,15 +4,21 @@ then each expert's answer or failure. Dispatch builds these; responses, metrics 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from experts.base import GenerationResult
 from experts.catalog import ExpertCatalog
+from experts.energy_model import JOULES_PER_KWH, GridIntensity
 from router_deployments.objectives import ObjectiveWeights
 from router_deployments.strategies import RoutingDecision
+
+if TYPE_CHECKING:
+    from serve_app.budgets import BudgetView
 
 
 @dataclass
@@ -34,6 +40,12 @@ class RoutedRequest:
     """Seconds of the embedding and router calls; empty for a direct request."""
     record_s: float | None = None
     """Seconds spent recording the outcomes with the learner once answered (None: nothing recorded yet)."""
+    budget: BudgetView | None = None
+    """The budgets as routing saw them (serve_app.budgets); None where the ingress read none."""
+    budget_status: str | None = None
+    """What the ledger's reservation decided: 'reserved', 'downgraded' or 'over_budget' (None: nothing reserved)."""
+    downgraded_from: list[str] | None = None
+    """The decision's fan-out when the budget moved the request to another expert."""
     caller: str | None = None
     """Fingerprint of the API key that made the request (serve_app.auth; None in an open graph)."""
 
@@ -64,11 +76,23 @@ class ExpertAnswer:
     carbon_g: float
 
     @classmethod
-    def of(cls, expert: str, result: GenerationResult, catalog: ExpertCatalog) -> ExpertAnswer:
-        """Cost from the catalog's prices unless the backend knows the real one (a replayed answer does)."""
+    def of(
+        cls, expert: str, result: GenerationResult, catalog: ExpertCatalog, grid: GridIntensity | None = None
+    ) -> ExpertAnswer:
+        """Cost from the catalog's prices unless the backend knows the real one (a replayed answer does); carbon
+        from the energy the replica reports for the call (its calibrated J/token) times the grid's intensity now,
+        else from the catalog's figures."""
         tokens = (result.tokens_in, result.tokens_out)
         cost = result.extra.get("cost_usd", catalog.cost_usd(expert, *tokens))
-        return cls(expert=expert, result=result, cost_usd=float(cost), carbon_g=catalog.carbon_g(expert, *tokens))
+        energy_j = result.extra.get("energy_j")
+        if energy_j is None:
+            carbon = catalog.carbon_g(expert, *tokens)
+            if grid is not None:
+                carbon *= grid.at(time.time()) / catalog.carbon_intensity_g_per_kwh
+        else:
+            intensity = grid.at(time.time()) if grid is not None else catalog.carbon_intensity_g_per_kwh
+            carbon = float(energy_j) / JOULES_PER_KWH * intensity
+        return cls(expert=expert, result=result, cost_usd=float(cost), carbon_g=carbon)
 
 
 class ExpertFailure(BaseModel):

@@ -210,6 +210,19 @@ class LearnerActor:
         self._stop.set()
         self._thread.join(timeout=30)
 
+    # --- carbon report (read-only) -----------------------------------------------------------------------
+    def carbon_summary(self, since: float | None = None, until: float | None = None) -> dict[str, Any]:
+        """The store's per-expert and per-strategy figures over [since, until) (OutcomeStore.carbon_by)."""
+        store = self.learner.store
+        return {
+            "experts": store.carbon_by("expert", since, until),
+            "strategies": store.carbon_by("strategy", since, until),
+        }
+
+    def outcome_page(self, after: int = 0, limit: int = 500, since: float | None = None, until: float | None = None):
+        """One page of the outcome log (OutcomeStore.outcome_page)."""
+        return self.learner.store.outcome_page(after, limit, since, until)
+
     # --- background training ------------------------------------------------------------------------------
     def _train_loop(self) -> None:
         last_export = 0.0

@@ -337,6 +337,39 @@ class OutcomeStore:
         with self._lock:
             return self._db.execute("SELECT 1 FROM outcomes WHERE request_id = ?", (request_id,)).fetchone() is not None
 
+    # --- carbon report queries (read-only) --------------------------------------------------------------
+    def carbon_by(self, key: str, since: float | None = None, until: float | None = None) -> list[dict[str, Any]]:
+        """Per `key` ('expert' or 'strategy') over outcomes with since <= time < until: calls, requests (fan-out
+        rank 0), tokens, cost, carbon (all calls, and of the rank-0 answers), feedback count and score sum."""
+        if key not in ("expert", "strategy"):
+            raise ValueError(f"carbon_by groups by 'expert' or 'strategy', not {key!r}")
+        sql = (
+            f"SELECT o.{key}, COUNT(*), SUM(o.fanout_rank = 0), SUM(o.tokens_in), SUM(o.tokens_out), "
+            "SUM(o.cost_usd), SUM(o.carbon_g), SUM(CASE WHEN o.fanout_rank = 0 THEN o.carbon_g ELSE 0 END), "
+            "COUNT(f.score), COALESCE(SUM(f.score), 0), MIN(o.time), MAX(o.time) FROM outcomes o "
+            f"LEFT JOIN feedback f ON f.request_id = o.request_id WHERE o.time >= ? AND o.time < ? GROUP BY o.{key} "
+            f"ORDER BY o.{key}"
+        )
+        names = ("calls", "requests", "tokens_in", "tokens_out", "cost_usd", "carbon_g", "carbon_g_rank0")
+        names += ("feedback", "score_sum", "first_time", "last_time")
+        with self._lock:
+            rows = self._db.execute(sql, _time_range(since, until)).fetchall()
+        return [{key: r[0], **dict(zip(names, r[1:]))} for r in rows]
+
+    def outcome_page(
+        self, after: int = 0, limit: int = 500, since: float | None = None, until: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Up to `limit` outcomes with rowid > `after` (oldest first): id, time, strategy, expert, fan-out rank,
+        tokens, cost and carbon (no embeddings), for clients that page through the log."""
+        sql = (
+            "SELECT id, time, strategy, expert, fanout_rank, tokens_in, tokens_out, cost_usd, carbon_g FROM outcomes "
+            "WHERE id > ? AND time >= ? AND time < ? ORDER BY id LIMIT ?"
+        )
+        names = ("id", "time", "strategy", "expert", "fanout_rank", "tokens_in", "tokens_out", "cost_usd", "carbon_g")
+        with self._lock:
+            rows = self._db.execute(sql, (int(after), *_time_range(since, until), int(limit))).fetchall()
+        return [dict(zip(names, r)) for r in rows]
+
     # --- internals ------------------------------------------------------------------------------------
     def _migrate(self) -> None:
         """Add the columns a store written by an older version lacks (the lock is held)."""
@@ -417,3 +450,7 @@ def _outcome(row: tuple) -> OutcomeRecord:
         carbon_g=co2,
         caller=row[16],
     )
+
+
+def _time_range(since: float | None, until: float | None) -> tuple[float, float]:
+    return (-math.inf if since is None else float(since), math.inf if until is None else float(until))

@@ -1,0 +1,1 @@
+"""The `routerllm` subcommands, one module each: `add_command(subparsers)` adds its parser and sets `run`."""
