@@ -23,8 +23,10 @@ sufficient statistics and updated once per experience (observe); the utility rou
     utility_j = network_weight * gate utility_j + (1 - network_weight) * head utility_j,
 so a cold router starts at the catalog's best expected utility and moves per prompt on evidence. Exploration:
 with `sample_gates` the answering expert is drawn from the gates (else the top gate), mixed with `epsilon` of
-uniform choice (the learner publishes epsilon); `probs` of the decision is that true distribution, so off-policy
-estimates can weigh each logged choice by it. `confidence` stays the chosen expert's gate.
+uniform choice (the learner publishes epsilon); with `thompson_scale` > 0 (and a head) the answering expert is the
+argmax of utilities whose head part is drawn from the posterior (outcome_head.thompson_route). `probs` of the
+decision is that true distribution, so off-policy estimates can weigh each logged choice by it.
+`confidence` stays the chosen expert's gate.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from router_deployments.strategies.outcome_head import (
     OutcomeHeadConfig,
     observe_experiences,
     split_head_state,
+    thompson_route,
 )
 
 
@@ -76,6 +79,9 @@ class MoEConfig(StrategyConfig):
     )
     epsilon: float = Field(0.0, ge=0, le=1, description="Share of requests routed to a uniformly random expert.")
     sample_gates: bool = Field(False, description="Draw the answering expert from the gates instead of the top one.")
+    thompson_scale: float = Field(
+        0.0, ge=0, description="Utility noise sd of Thompson sampling from the head's posterior (0: no sampling)."
+    )
 
 
 class MoEStrategy(RoutingStrategy):
@@ -108,6 +114,11 @@ class MoEStrategy(RoutingStrategy):
 
     def score(self, contexts: list[RouteContext]) -> np.ndarray:
         """Log of the objective-adjusted gates, [batch, n_experts] (see the module docstring)."""
+        z = self.utility(contexts) / self.config.route_temperature
+        return z - _logsumexp(z)
+
+    def utility(self, contexts: list[RouteContext]) -> np.ndarray:
+        """Objective-weighted utility of every expert (gate and head blended), [batch, n_experts]."""
         embeddings = np.stack([c.embedding for c in contexts])
         quality = self.predict_quality(embeddings)
         quality = quality + self.config.quality_prior_weight * self.profile.quality
@@ -117,8 +128,7 @@ class MoEStrategy(RoutingStrategy):
             head_utility = self.head.utility(self.head.predict(embeddings), weights)
             beta = self.config.network_weight
             utility = beta * utility + (1.0 - beta) * head_utility
-        z = utility / self.config.route_temperature
-        return z - _logsumexp(z)
+        return utility
 
     def action_probs(self, gates: np.ndarray) -> np.ndarray:
         """The true probability of each expert answering [batch, n]: the gates (sample_gates) or the top gate, mixed
@@ -136,10 +146,19 @@ class MoEStrategy(RoutingStrategy):
         next top_k - 1 experts by adjusted gate."""
         log_gates = self.score(contexts)
         gates = np.exp(log_gates)
-        probs = self.action_probs(gates)
+        if self.head is not None and self.config.thompson_scale > 0:
+            embeddings = np.stack([c.embedding for c in contexts])
+            spread = (
+                (1.0 - self.config.network_weight) * self.config.thompson_scale * self.head.posterior_sd(embeddings)
+            )
+            uniform = np.full(gates.shape, 1.0 / gates.shape[1])
+            firsts, probs = thompson_route(self.utility(contexts), spread, self.config.epsilon, uniform, self.rng)
+        else:
+            probs = self.action_probs(gates)
+            firsts = [int(self.rng.choice(len(p), p=p)) if p.max() < 1.0 else int(p.argmax()) for p in probs]
         decisions = []
-        for s, g, p in zip(log_gates, gates, probs):
-            first = int(self.rng.choice(len(p), p=p)) if p.max() < 1.0 else int(p.argmax())
+        for s, g, p, first in zip(log_gates, gates, probs, firsts):
+            first = int(first)
             rest = [int(i) for i in np.argsort(-s, kind="stable") if i != first][: self.config.top_k - 1]
             decision = self._decision(s, g, [first, *rest])
             decision.probs = [float(x) for x in p]

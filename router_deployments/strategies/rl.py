@@ -22,6 +22,9 @@ Online (issue 13): `head` adds a Bayesian linear head on the embedding (outcome_
 experience (observe), and the exploit score becomes
     score_j = network_weight * |w|_1 * Q(s)_j + (1 - network_weight) * head utility_j - carbon penalty,
 so a cold router starts at the catalog's best expected utility instead of an untrained network's guess.
+With `thompson_scale` > 0 (and a head) it explores by Thompson sampling instead (outcome_head.thompson_route): each
+request's head utilities are drawn from the posterior with sd (1 - network_weight) * thompson_scale * posterior_sd,
+and `epsilon` of the requests still go to the carbon-aware random expert; `probs` is the true mixture.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from router_deployments.strategies.outcome_head import (
     OutcomeHeadConfig,
     observe_experiences,
     split_head_state,
+    thompson_route,
 )
 
 # The state after the embedding: the budget features, then the objective weights (last, read by the linear heads).
@@ -100,6 +104,9 @@ class RLConfig(StrategyConfig):
     head: OutcomeHeadConfig | None = Field(None, description="Bayesian linear head on the embedding (None: none).")
     network_weight: float = Field(
         1.0, ge=0, le=1, description="Weight of the Q-network's values against the head's utility (with a head)."
+    )
+    thompson_scale: float = Field(
+        0.0, ge=0, description="Utility noise sd of Thompson sampling from the head's posterior (0: epsilon-greedy)."
     )
 
 
@@ -173,6 +180,13 @@ class RLStrategy(RoutingStrategy):
         greedy = scores.argmax(axis=1)
         eps = self.config.epsilon
         explore_p = self.exploration_probs(np.array([c.carbon_budget_left for c in contexts]))
+        if self.head is not None and self.config.thompson_scale > 0:
+            embeddings = np.stack([c.embedding for c in contexts])
+            spread = (
+                (1.0 - self.config.network_weight) * self.config.thompson_scale * self.head.posterior_sd(embeddings)
+            )
+            chosen, probs = thompson_route(scores, spread, eps, explore_p, self.rng)
+            return [self._decision(s, p, [int(c)]) for s, p, c in zip(scores, probs, chosen)]
         probs = eps * explore_p
         probs[np.arange(len(contexts)), greedy] += 1.0 - eps
         decisions = []

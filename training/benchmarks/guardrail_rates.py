@@ -6,8 +6,13 @@ random share of prompts, where it calls another expert), logs a held-back slice 
 policy routing with epsilon of uniform exploration, probabilities logged, the recorded reward of the expert taken),
 and asks each rule whether it would publish:
 - `point`: the old rule, refuse when SNIPS(candidate) < SNIPS(live) - 0.02 (a point estimate);
-- `bound`: training/online/guardrails.py's rule, refuse when the upper end of the bootstrap interval of the
-  advantage is below -margin.
+- `bound`: refuse when the upper end of the bootstrap interval of the paired IPS (SNIPS-style) advantage is below
+  -margin (guardrails.compare_policies);
+- `dr`: the same refusal on the doubly-robust advantage (guardrails.dr_compare), and `switch_dr` on its SWITCH
+  variant (no residual correction below probability SWITCH). The direct model stands in for the head: per (task,
+  expert) mean reward of what the live policy logged on the rest of the table (outside the slice, with the same
+  exploration), shrunk (`DIRECT_PRIOR` pseudo-counts) to the expert's mean reward on the table, the figure the
+  catalog's quality prior and prices give the head as its prior mean.
 A false refusal is refusing a candidate that is truly at least as good as the live policy; a false accept is
 publishing one truly worse by more than `worse_by`.
 
@@ -27,11 +32,16 @@ import numpy as np
 from tqdm import tqdm
 
 from training.data.prepared import load_tables
-from training.online.guardrails import below_margin, compare_policies
+from training.online.guardrails import below_margin, compare_policies, dr_compare
 from training.rewards import bandit_reward
 
 POINT_MARGIN = 0.02
 """The margin of the point-estimate rule (the learner's default before the confidence bound)."""
+DIRECT_PRIOR = 5.0
+"""Pseudo-counts shrinking the direct model's per-(task, expert) mean to the expert's mean reward."""
+SWITCH = 0.05
+"""The SWITCH-DR rule's threshold: logged choices less likely than this get no residual correction."""
+RULES = ("point", "bound", "dr", "switch_dr")
 
 
 def policy_pool(rewards: np.ndarray, rng: np.random.Generator, shares=(0.1, 0.3, 1.0)) -> list[np.ndarray]:
@@ -48,12 +58,32 @@ def policy_pool(rewards: np.ndarray, rng: np.random.Generator, shares=(0.1, 0.3,
     return pool
 
 
-def trial(rewards, live, candidate, rows, epsilon, rng, confidence, margin, min_matches) -> dict[str, bool]:
-    """Log `rows` under the live policy with epsilon exploration, then ask both rules whether to refuse."""
+def log_live(rewards, live, rows, epsilon, rng) -> tuple[np.ndarray, np.ndarray]:
+    """(expert taken, its probability) on `rows` under the live policy with epsilon of uniform exploration."""
     k = rewards.shape[1]
     explore = rng.random(len(rows)) < epsilon
     logged = np.where(explore, rng.integers(0, k, len(rows)), live[rows])
-    propensity = np.where(logged == live[rows], 1 - epsilon + epsilon / k, epsilon / k)
+    return logged, np.where(logged == live[rows], 1 - epsilon + epsilon / k, epsilon / k)
+
+
+def direct_model(rewards, tasks, live, slice_rows, epsilon, rng) -> np.ndarray:
+    """[n, k] modelled reward of every expert on every prompt, fitted on what the live policy logs outside the
+    slice (see the module docstring)."""
+    n, k = rewards.shape
+    rows = np.setdiff1d(np.arange(n), slice_rows)
+    logged, _ = log_live(rewards, live, rows, epsilon, rng)
+    r = rewards[rows, logged]
+    expert = rewards.mean(axis=0)  # the catalog's figures (the head's prior mean)
+    codes, task_of = np.unique(tasks, return_inverse=True)
+    cell = task_of[rows] * k + logged
+    count = np.bincount(cell, minlength=len(codes) * k).reshape(-1, k)
+    total = np.bincount(cell, r, minlength=len(codes) * k).reshape(-1, k)
+    return ((total + DIRECT_PRIOR * expert) / (count + DIRECT_PRIOR))[task_of]
+
+
+def trial(rewards, tasks, live, candidate, rows, epsilon, rng, confidence, margin, min_matches) -> dict[str, bool]:
+    """Log `rows` under the live policy with epsilon exploration, then ask every rule whether to refuse."""
+    logged, propensity = log_live(rewards, live, rows, epsilon, rng)
     estimate = compare_policies(
         candidate[rows],
         live[rows],
@@ -66,15 +96,40 @@ def trial(rewards, live, candidate, rows, epsilon, rng, confidence, margin, min_
         seed=int(rng.integers(2**31)),
     )
     point = estimate["checked"] and estimate["candidate"] < estimate["live"] - POINT_MARGIN
-    return {"point": bool(point), "bound": below_margin(estimate, margin), "checked": bool(estimate["checked"])}
+    direct = direct_model(rewards, tasks, live, rows, epsilon, rng)[rows]
+    dr_seed = int(rng.integers(2**31))
+    dr = {
+        name: dr_compare(
+            candidate[rows],
+            live[rows],
+            logged,
+            rewards[rows, logged],
+            propensity,
+            direct,
+            min_propensity=0.05,
+            min_matches=min_matches,
+            switch=switch,
+            confidence=confidence,
+            seed=dr_seed,
+        )
+        for name, switch in (("dr", 0.0), ("switch_dr", SWITCH))
+    }
+    return {
+        "point": bool(point),
+        "bound": below_margin(estimate, margin),
+        **{name: below_margin(e, margin) for name, e in dr.items()},
+        "checked": bool(estimate["checked"]),
+    }
 
 
-def measure(rewards: np.ndarray, *, trials: int, holdback: int, epsilon: float, seed: int, **rule) -> dict[str, Any]:
-    """False-refusal and false-accept rates of both rules over `trials` random (live, candidate) pairs."""
+def measure(
+    rewards: np.ndarray, tasks: np.ndarray, *, trials: int, holdback: int, epsilon: float, seed: int, **rule
+) -> dict[str, Any]:
+    """False-refusal and false-accept rates of every rule over `trials` random (live, candidate) pairs."""
     rng = np.random.default_rng(seed)
     pool = policy_pool(rewards, rng)
     values = np.array([rewards[np.arange(len(rewards)), p].mean() for p in pool])
-    counts = {rule_name: {"false_refusals": 0, "false_accepts": 0} for rule_name in ("point", "bound")}
+    counts = {rule_name: {"false_refusals": 0, "false_accepts": 0} for rule_name in RULES}
     better = worse = unchecked = 0
     for _ in tqdm(range(trials), desc=f"eps {epsilon}, holdback {holdback}", leave=False):
         i, j = rng.choice(len(pool), 2, replace=False)
@@ -83,7 +138,16 @@ def measure(rewards: np.ndarray, *, trials: int, holdback: int, epsilon: float, 
             continue  # slightly worse: neither decision is an error
         rows = rng.choice(len(rewards), holdback, replace=False)
         refused = trial(
-            rewards, pool[i], pool[j], rows, epsilon, rng, rule["confidence"], rule["margin"], rule["min_matches"]
+            rewards,
+            tasks,
+            pool[i],
+            pool[j],
+            rows,
+            epsilon,
+            rng,
+            rule["confidence"],
+            rule["margin"],
+            rule["min_matches"],
         )
         better += int(gap >= 0)
         worse += int(gap < 0)
@@ -108,7 +172,7 @@ def measure(rewards: np.ndarray, *, trials: int, holdback: int, epsilon: float, 
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:
-    """Bars of both error rates of both rules, per setting."""
+    """Bars of both error rates of every rule, per setting."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -117,13 +181,14 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     labels = [f"eps {r['epsilon']}\nslice {r['holdback']}" for r in results]
     x = np.arange(len(results))
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(results)), 4))
-    bars = [("point", "false_refusal_rate"), ("bound", "false_refusal_rate")]
-    bars += [("point", "false_accept_rate"), ("bound", "false_accept_rate")]
+    bars = [(name, key) for key in ("false_refusal_rate", "false_accept_rate") for name in RULES]
+    width = 0.8 / len(bars)
     for k, (rule_name, key) in enumerate(bars):
-        ax.bar(x + (k - 1.5) * 0.2, [r[rule_name][key] for r in results], 0.2, label=f"{rule_name}: {key}")
+        offset = (k - (len(bars) - 1) / 2) * width
+        ax.bar(x + offset, [r[rule_name][key] for r in results], width, label=f"{rule_name}: {key}")
     ax.set_xticks(x, labels)
     ax.set_ylabel("rate")
-    ax.set_title("publish guardrail errors by replay: point estimate vs confidence bound", fontsize=10)
+    ax.set_title("publish guardrail errors by replay: point estimate vs IPS and DR bounds", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -150,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     rule = {"confidence": args.confidence, "margin": args.margin, "worse_by": args.worse_by}
     rule["min_matches"] = args.min_matches
     results = [
-        measure(rewards, trials=args.trials, holdback=h, epsilon=e, seed=args.seed, **rule)
+        measure(rewards, table.tasks, trials=args.trials, holdback=h, epsilon=e, seed=args.seed, **rule)
         for e in (float(v) for v in args.epsilons.split(","))
         for h in (int(v) for v in args.holdbacks.split(","))
     ]
@@ -164,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             f"unchecked {r['unchecked_share']:.2f} | "
             + " | ".join(
                 f"{n}: false refusals {r[n]['false_refusal_rate']:.3f}, false accepts {r[n]['false_accept_rate']:.3f}"
-                for n in ("point", "bound")
+                for n in RULES
             )
         )
     return 0

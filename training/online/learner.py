@@ -13,7 +13,8 @@ One loop, read top to bottom in `step()`:
 
 Publishing passes the guardrails (training/online/guardrails.py): weights with a NaN or inf are never published
 (and training restarts from the live weights); a candidate is refused only when the upper end of the
-`publish_confidence` bootstrap interval of its SNIPS advantage over the live policy on the held-back slice is
+`publish_confidence` bootstrap interval of its advantage (doubly robust with the head, else SNIPS;
+`publish_estimator`) over the live policy on the held-back slice is
 below -`publish_margin` (evidence that it is worse, not a point estimate); with too few agreeing held-back
 experiences the check is skipped and the publish counted as unchecked.
 
@@ -232,10 +233,10 @@ class OnlineLearner:
         return {"published": None, "refused": kind, "why": why}
 
     def evaluate(self, t: _Trainee) -> dict[str, Any]:
-        """SNIPS estimates of the candidate's and the live policy's greedy rewards on the held-back slice, and the
-        bootstrap confidence bound of their difference."""
+        """Estimates (publish_estimator: DR or SNIPS) of the candidate's and the live policy's greedy rewards on the
+        held-back slice, and the bootstrap confidence bound of their difference."""
         c, n = self.config, len(self.catalog)
-        bounds = {"confidence": c.publish_confidence, "seed": c.seed + t.publishes}
+        bounds = {"confidence": c.publish_confidence, "seed": c.seed + t.publishes, "estimator": c.publish_estimator}
         return snips_estimates(t.strategy, t.live, t.holdback, n, c.min_propensity, c.min_holdback_matches, **bounds)
 
     def _save_version(self, t: _Trainee, metrics: dict[str, Any]) -> int:

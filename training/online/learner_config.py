@@ -57,6 +57,12 @@ class LearnerConfig(_Strict):
     publish_margin: float = Field(
         0.0, ge=0, description="Refuse a candidate when its reward advantage's upper confidence bound is below -margin."
     )
+    publish_estimator: Literal["snips", "dr", "switch-dr"] = Field(
+        "switch-dr",
+        description="Estimator of that advantage: doubly robust with the candidate's head as the direct model "
+        "(guardrails.dr_compare; 'switch-dr': no residual correction on choices logged below min_propensity), or "
+        "SNIPS with paired IPS bounds (also what a strategy without a head gets).",
+    )
     publish_confidence: float = Field(
         0.9, gt=0, lt=1, description="Two-sided confidence of the bootstrap interval of that advantage."
     )

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from router_deployments.strategies import Experience
-from training.online.guardrails import below_margin, compare_policies, non_finite_weights, snips_estimates
+from training.online.guardrails import below_margin, compare_policies, dr_compare, non_finite_weights, snips_estimates
 from training.online.outcome_store import OutcomeRecord
 
 
@@ -78,3 +78,55 @@ def test_compare_policies_bounds_the_difference_and_refuses_only_on_evidence():
     assert again["upper_bound"] == near["upper_bound"]
     with pytest.raises(ValueError, match="confidence"):
         compare_policies(close, np.zeros(n), logged, rewards, np.full(n, 0.5), **{**args, "confidence": 1.0})
+
+
+def test_dr_bounds_see_a_worse_candidate_the_slice_rarely_logged():
+    rng = np.random.default_rng(0)
+    n, eps = 400, 0.05
+    truth = np.array([0.6, 0.4])  # expert 1 is worse; the live policy calls expert 0 and rarely explores
+    logged = np.where(rng.random(n) < eps, rng.integers(0, 2, n), 0)
+    propensity = np.where(logged == 0, 1 - eps / 2, eps / 2)
+    rewards = (rng.random(n) < truth[logged]).astype(float)
+    direct = np.tile(truth + rng.normal(0, 0.03, 2), (n, 1))  # a slightly wrong model of the reward
+    cand, live = np.ones(n, int), np.zeros(n, int)
+    args = dict(min_propensity=0.01, min_matches=20, confidence=0.9, seed=1)
+    dr = dr_compare(cand, live, logged, rewards, propensity, direct, **args)
+    switch = dr_compare(cand, live, logged, rewards, propensity, direct, switch=0.05, **args)
+    ips = compare_policies(cand, live, logged, rewards, propensity, **{**args, "min_matches": 5})
+    assert dr["checked"] and dr["lower_bound"] < -0.2 < dr["upper_bound"]  # unbiased, but 1/p noisy
+    assert switch["difference"] == pytest.approx(-0.2, abs=0.06) and below_margin(switch, 0.0)
+    assert switch["upper_bound"] - switch["lower_bound"] < 0.5 * (ips["upper_bound"] - ips["lower_bound"])
+    # The same choices: the advantage is exactly 0; too small a slice is unchecked.
+    same = dr_compare(live, live, logged, rewards, propensity, direct, **args)
+    assert same["difference"] == 0.0 and not below_margin(same, 0.0)
+    small = dr_compare(cand[:5], live[:5], logged[:5], rewards[:5], propensity[:5], direct[:5], **args)
+    assert not small["checked"] and not below_margin(small, 0.0)
+
+
+class WithHead(Always):
+    """Always one expert, with a head whose utility says expert 1 earns 0.8 and expert 0 earns 0.2."""
+
+    class Head:
+        def predict(self, embeddings):
+            return np.zeros((len(embeddings), 2, 4))
+
+        def utility(self, outcomes, weights):
+            return np.tile([0.2, 0.8], (len(outcomes), 1))
+
+    def __init__(self, expert: int):
+        super().__init__(expert)
+        self.head = self.Head()
+
+
+def test_snips_estimates_use_the_candidates_head_as_the_direct_model_when_asked():
+    holdback = [held_back(0, 0.2, [0.99, 0.01]) for _ in range(30)]  # expert 1 never logged
+    args = dict(min_propensity=0.05, min_matches=20, confidence=0.9)
+    ips = snips_estimates(WithHead(1), WithHead(0), holdback, 2, **args)
+    assert not ips["checked"]  # no logged choice of the candidate's: the IPS check is skipped
+    for estimator in ("dr", "switch-dr"):
+        dr = snips_estimates(WithHead(1), WithHead(0), holdback, 2, estimator=estimator, **args)
+        assert dr["estimator"] == "dr" and dr["checked"] and dr["difference"] == pytest.approx(0.6)
+    plain = snips_estimates(Always(1), Always(0), holdback, 2, estimator="dr", **args)
+    assert "estimator" not in plain  # no head: SNIPS
+    with pytest.raises(ValueError, match="estimator"):
+        snips_estimates(WithHead(1), WithHead(0), holdback, 2, estimator="direct", **args)
