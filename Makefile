@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # The small CPU wheel; a bare `torch` requirement would pull a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: setup run test bench-serving lint
+.PHONY: setup run test bench-serving bench-route lint
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(STAMP)
 
 bench-serving: $(STAMP)
 	$(PY) -m serve_app.benchmark --config configs/cpu.yaml --requests 200 --out runs/serve-bench
+
+# Routing throughput: /v1/route under 32 concurrent clients beside the encoder's own batched throughput.
+bench-route: $(STAMP)
+	$(PY) -m serve_app.benchmark --route-only --concurrency 32 --requests 2000 --out runs/route-bench
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

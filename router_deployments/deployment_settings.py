@@ -26,8 +26,10 @@ class EmbeddingConfig(ReplicaSettings):
     max_length: int = Field(256, gt=0, description="Tokens kept, counted from the end of the prompt.")
     device: str = Field("auto", description="'auto' uses a GPU when the replica has one.")
     num_gpus: float = Field(0.0, ge=0, description="Fraction of a GPU per replica (0 on CPU machines).")
-    max_batch_size: int = Field(32, ge=1)
-    batch_wait_timeout_s: float = Field(0.0, ge=0, description="How long a batch waits to fill.")
+    max_batch_size: int = Field(
+        32, ge=1, description="Most prompts per forward pass (a router's batch is cut to it) and per `embed` batch."
+    )
+    batch_wait_timeout_s: float = Field(0.0, ge=0, description="How long a batch of `embed` calls waits to fill.")
     threads: int | None = Field(
         None, gt=0, description="CPU threads for the encoder; default: every core of the node (ignored on GPU)."
     )
@@ -55,8 +57,10 @@ class RouterConfig(ReplicaSettings):
     )
     default_weights: ObjectiveWeights = Field(default_factory=ObjectiveWeights)
     num_cpus: float = Field(0.25, ge=0, description="CPUs per replica.")
-    max_batch_size: int = Field(32, ge=1)
-    batch_wait_timeout_s: float = Field(0.0, ge=0)
+    max_batch_size: int = Field(
+        32, ge=1, description="Most queries per routing batch: embedded in one call, then scored per strategy."
+    )
+    batch_wait_timeout_s: float = Field(0.0, ge=0, description="How long a routing batch waits to fill.")
 
     @property
     def deployment_name(self) -> str:

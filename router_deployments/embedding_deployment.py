@@ -1,4 +1,8 @@
-"""The embedding deployment: batches prompts from every ingress replica into one encoder forward pass."""
+"""The embedding deployment: one encoder forward pass per batch of prompts.
+
+On the routing path the router deployment sends it each batch of queries whole (`embed_batch`); `embed` takes
+single texts and batches concurrent callers (router_deployments.batching).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,8 @@ import asyncio
 import os
 
 import numpy as np
-from ray import serve
 
+from router_deployments.batching import NaturalBatcher
 from router_deployments.deployment_settings import EmbeddingConfig
 from router_deployments.encoder import SentenceEncoder
 
@@ -27,15 +31,27 @@ class EmbeddingDeployment:
             runtime=settings.runtime,
             threads=threads,
         )
-        self.embed.set_max_batch_size(settings.max_batch_size)
-        self.embed.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
+        self.max_batch_size = settings.max_batch_size
+        # One forward pass at a time: two at once would share the same cores (or GPU) and each take twice as long.
+        self._forward = asyncio.Lock()
+        self.batches = 0  # embed_batch calls; each runs as one or a few forward passes (runs of similar length)
+        self.prompts = 0
+        self.batcher = NaturalBatcher(self._embed_texts, settings.max_batch_size, settings.batch_wait_timeout_s)
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
-    async def embed(self, texts: list[str]) -> list[np.ndarray]:
-        """One text in, one unit vector out; Serve gathers concurrent calls into a batch."""
-        # Off the event loop so the next batch can gather while this one runs.
-        vectors = await asyncio.to_thread(self.encoder.encode, texts, len(texts))
-        return list(vectors)
+    async def embed_batch(self, texts: list[str]) -> np.ndarray:
+        """Unit vectors [len(texts), dim] of a batch gathered by the caller (the router deployment)."""
+        async with self._forward:
+            self.batches += 1
+            self.prompts += len(texts)
+            # Off the event loop, so that the replica keeps taking requests while this one runs.
+            return await asyncio.to_thread(self.encoder.encode, texts, self.max_batch_size)
+
+    async def embed(self, text: str) -> np.ndarray:
+        """One text in, one unit vector out; concurrent calls are embedded together."""
+        return await self.batcher.submit(text)
+
+    async def _embed_texts(self, texts: list[str]) -> list[np.ndarray]:
+        return list(await self.embed_batch(texts))
 
     def info(self) -> dict:
         """Which encoder this replica runs, and where."""
@@ -44,4 +60,6 @@ class EmbeddingDeployment:
             "dim": self.encoder.dim,
             "device": self.encoder.device,
             "runtime": self.encoder.runtime,
+            "batches": self.batches,
+            "prompts": self.prompts,
         }

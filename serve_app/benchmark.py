@@ -1,6 +1,9 @@
 """Cold start and routing-path latency of a graph, measured over real HTTP on this machine.
 
     python -m serve_app.benchmark --config configs/cpu.yaml --requests 200 --out runs/serve-bench
+    python -m serve_app.benchmark --route-only --concurrency 32 --requests 2000 --out runs/route-bench
+
+The second is routing throughput under concurrent clients beside the encoder's own (serve_app/route_throughput.py).
 
 Cold start: from `ray.init` to the first answered chat completion. Routing path: `POST /v1/route`
 (ingress, embedding, router; no generation) over N sequential requests, p50/p99 in milliseconds, with the
@@ -20,13 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import time
 from pathlib import Path
 
 import httpx
 from tqdm import tqdm
+
+from serve_app import route_throughput
+from serve_app.bench_support import direct_ingress_url, free_port, percentile, summary
 
 PROMPTS = [
     "Write a Python function that returns the n-th Fibonacci number.",
@@ -36,29 +41,6 @@ PROMPTS = [
     "Which is heavier, a kilogram of feathers or a kilogram of steel?",
 ]
 SPLIT = ("routing", "embedding", "router")  # latency_ms keys the ingress reports for /v1/route
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-quantile of `values`, linearly interpolated between neighbours."""
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def summary(values: list[float]) -> dict:
-    """p50, p99 and mean of latencies in milliseconds, to 2 decimals."""
-    return {
-        "p50": round(statistics.median(values), 2),
-        "p99": round(percentile(values, 0.99), 2),
-        "mean": round(statistics.fmean(values), 2),
-    }
 
 
 def bare_chain():
@@ -84,23 +66,6 @@ def bare_chain():
             return JSONResponse({"echo": b})
 
     return Head.bind(Leaf.options(name="leaf_a").bind(), Leaf.options(name="leaf_b").bind())
-
-
-def direct_ingress_url(app_name: str, proxy_port: int) -> str | None:
-    """The address at which the app's ingress replica takes HTTP itself (Serve's direct ingress), if it does.
-
-    Serve has no public call for this yet; the controller's target groups are what a load balancer reads.
-    """
-    import ray
-    from ray.serve.context import _get_global_client
-
-    controller = _get_global_client()._controller
-    groups = ray.get(controller.get_target_groups.remote(app_name))
-    for group in groups:
-        for target in group.targets:
-            if group.protocol == "HTTP" and target.port != proxy_port:  # not the proxy's own fallback target
-                return f"http://127.0.0.1:{target.port}"  # single-node bench; Serve binds it like the proxy
-    return None
 
 
 def _series(port: int, calibrate: bool) -> tuple[dict, dict]:
@@ -162,7 +127,7 @@ def measure(config_path: str, requests: int, rounds: int, num_cpus: int | None, 
 
     apply_serve_env()  # the same Serve settings as `make run`
     config = load_config(config_path)
-    port = _free_port()
+    port = free_port()
     t0 = time.perf_counter()
     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -229,8 +194,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=4, help="alternate graph and bare chain this many times")
     parser.add_argument("--no-calibrate", dest="calibrate", action="store_false", help="skip the bare chain")
     parser.add_argument("--num-cpus", type=int, default=None, help="Ray CPUs (default: all cores)")
-    parser.add_argument("--out", default=None, help="Directory for results.json and latency.png")
+    parser.add_argument("--out", default=None, help="Directory for results.json and latency.png (throughput.png)")
+    route_throughput.add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.route_only:
+        route_throughput.main_route(args)
+        return
     result = measure(args.config, args.requests, args.rounds, args.num_cpus, args.calibrate)
     shown = {k: v for k, v in result.items() if k != "samples_ms"}
     print(json.dumps(shown, indent=2))

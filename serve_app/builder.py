@@ -36,7 +36,7 @@ def deploy(cls: type, settings: DeploymentSettings, **kwargs: Any) -> Applicatio
 
 
 def build_app(config: AppConfig) -> Application:
-    """Ingress -> embedding -> router -> one deployment per expert."""
+    """Ingress -> router (-> embedding) -> one deployment per expert."""
     catalog = config.catalog
     learner = None
     if config.learner is not None:
@@ -44,10 +44,10 @@ def build_app(config: AppConfig) -> Application:
         learner = config.learner.link()
     experts = {spec.name: deploy(ExpertDeployment, spec, carbon=config.carbon) for spec in catalog.experts}
     embedder = deploy(EmbeddingDeployment, config.embedding)
-    router = deploy(RouterDeployment, config.router, catalog=catalog, learner=learner)
+    router = deploy(RouterDeployment, config.router, catalog=catalog, embedder=embedder, learner=learner)
     # The keys are read here, in the process that builds the graph; the replicas get their digests only.
     keys = load_key_ring(config.auth)
-    return deploy(Ingress, config, embedder=embedder, router=router, experts=experts, keys=keys)
+    return deploy(Ingress, config, router=router, experts=experts, keys=keys)
 
 
 def graph(args: GraphArgs) -> Application:

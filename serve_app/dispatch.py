@@ -29,7 +29,7 @@ from ray.serve.handle import DeploymentHandle
 
 from experts.base import GenerationRequest
 from router_deployments.objectives import ObjectiveWeights, merge_weights
-from router_deployments.router_deployment import RouteQuery, UnknownStrategyError
+from router_deployments.router_deployment import RouteAnswer, RouteQuery, UnknownStrategyError
 from router_deployments.strategies import RoutingDecision
 from serve_app.api_models import RouterPreferences
 from serve_app.budgets import BudgetView
@@ -86,12 +86,12 @@ def no_answer(failures: list[ExpertFailure]) -> APIError:
 
 
 class Dispatcher:
-    """Holds the handles of the embedding, router and expert deployments and runs one request through them."""
+    """Holds the handles of the router and expert deployments and runs one request through them (the router
+    deployment calls the embedding deployment)."""
 
     def __init__(
         self,
         config: AppConfig,
-        embedder: DeploymentHandle,
         router: DeploymentHandle,
         experts: dict[str, DeploymentHandle],
     ):
@@ -99,7 +99,6 @@ class Dispatcher:
         self.catalog = config.catalog
         self.grid = config.carbon.grid()
         self.default_weights = config.router.default_weights
-        self.embedder = embedder
         self.router = router
         self.experts = experts
         self.calls = ExpertCaller(self.server, experts)
@@ -120,31 +119,26 @@ class Dispatcher:
             return self._direct(request_id, started, model, prefs, budget)
         t0 = time.perf_counter()
         deadline = self.calls.deadline(started)
-        embedding = await self._routing_call("embedding", lambda: self.embedder.embed.remote(text), deadline)
-        t1 = time.perf_counter()
         weights = self._merged_weights(prefs)
         fields = {"carbon_budget_left": prefs.carbon_budget_left}
         if budget is not None:
             weights, fields = budget.steered(weights), budget.route_fields()
-        query = RouteQuery(
-            text=text, embedding=embedding, strategy=prefs.strategy, weights=weights.model_dump(), **fields
-        )
+        # No embedding: the router embeds each batch of queries in one call (router_deployment.py).
+        query = RouteQuery(text=text, strategy=prefs.strategy, weights=weights.model_dump(), **fields)
         try:
-            decision: RoutingDecision = await self._routing_call(
-                "router", lambda: self.router.route.remote(query), deadline
-            )
+            answer: RouteAnswer = await self._routing_call("router", lambda: self.router.route.remote(query), deadline)
         except UnknownStrategyError as e:
             raise bad_request(str(e.args[0]), param="router.strategy", code="unknown_strategy") from e
         t2 = time.perf_counter()
         return RoutedRequest(
             request_id=request_id,
-            decision=decision,
-            embedding=embedding,
+            decision=answer.decision,
+            embedding=answer.embedding,
             weights=weights,
             carbon_budget_left=fields["carbon_budget_left"],
             started=started,
             routed=t2,
-            handle_timings={"embedding": t1 - t0, "router": t2 - t1},
+            handle_timings={"embedding": answer.embed_s, "router": t2 - t0 - answer.embed_s},
             budget=budget,
         )
 

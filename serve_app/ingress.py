@@ -61,7 +61,6 @@ class Ingress:
         self,
         config: AppConfig,
         *,
-        embedder: DeploymentHandle,
         router: DeploymentHandle,
         experts: dict[str, DeploymentHandle],
         keys: KeyRing | None = None,
@@ -75,7 +74,7 @@ class Ingress:
         await self.limits.wait_until_ready()
         self.config = config
         self.catalog = config.catalog
-        self.dispatch = Dispatcher(config, embedder, router, experts)
+        self.dispatch = Dispatcher(config, router, experts)
         self.experts = experts
         self.recorder = OutcomeRecorder(config.learner, self.catalog)
         # The graph is not ready before its learner: otherwise /v1/learner/status answers 503 and every chat waits

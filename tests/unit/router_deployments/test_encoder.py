@@ -61,3 +61,25 @@ def test_an_onnx_mismatch_is_an_error_or_a_logged_fallback(monkeypatch, caplog):
         fallback = SentenceEncoder(max_length=32, runtime="auto")
     assert fallback.runtime == "torch"
     assert "stays on PyTorch" in caplog.text
+
+
+def test_length_buckets_cut_a_sorted_batch_where_padding_costs_more_than_a_call():
+    from router_deployments.encoder import length_buckets
+
+    assert length_buckets([], 8) == []
+    assert length_buckets([10] * 5, 8) == [(0, 5)]  # no padding: one call
+    runs = length_buckets([10] * 5, 2)  # at most max_size per call, consecutive, covering the batch
+    assert len(runs) == 3 and all(stop - start <= 2 for start, stop in runs)
+    assert runs[0][0] == 0 and runs[-1][1] == 5 and all(a[1] == b[0] for a, b in zip(runs, runs[1:]))
+    # Two short prompts and two long ones: padding the short ones to 200 would cost 380 tokens, a call 13.
+    assert length_buckets([5, 6, 200, 210], 8) == [(0, 2), (2, 4)]
+    # Close lengths stay together: splitting saves 2 padded tokens and costs a call.
+    assert length_buckets([10, 11, 12], 8) == [(0, 3)]
+
+
+def test_runs_of_similar_length_give_each_prompt_its_own_vector(onnx_encoder):
+    """Cutting a mixed batch into runs changes nothing but the padding: every vector is the one it gets alone."""
+    texts = [TEXTS[i % 3] + f" ({i})" for i in range(9)]
+    together = onnx_encoder.encode(texts, 64)
+    alone = np.stack([onnx_encoder.encode([t])[0] for t in texts])
+    assert np.abs(together - alone).max() < 1e-5

@@ -3,11 +3,9 @@ Serve options."""
 
 import asyncio
 import dataclasses
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from ray import serve
 
 from experts.catalog import ExpertCatalog
 from router_deployments.deployment_settings import EmbeddingConfig, RouterConfig
@@ -31,26 +29,26 @@ def catalog() -> ExpertCatalog:
     )
 
 
-@pytest.fixture
-def replica_context(monkeypatch):
-    """@serve.batch reads the replica's max_ongoing_requests; outside Serve, give it the settings' own."""
+class FakeEmbeddingHandle:
+    """`embed_batch.remote(texts)` as the embedding deployment answers it; remembers each batch it was sent."""
 
-    def install(settings: RouterConfig) -> None:
-        config = SimpleNamespace(max_ongoing_requests=settings.deployment_options()["max_ongoing_requests"])
-        monkeypatch.setattr(serve, "get_replica_context", lambda: SimpleNamespace(_deployment_config=config))
+    def __init__(self):
+        self.batches: list[list[str]] = []
+        self.embed_batch = self
 
-    return install
+    async def remote(self, texts: list[str]) -> np.ndarray:
+        self.batches.append(list(texts))
+        return np.stack([np.full(4, len(t), np.float32) for t in texts])
 
 
-async def _router(settings: RouterConfig) -> RouterDeployment:
+async def _router(settings: RouterConfig, embedder=None) -> RouterDeployment:
     router = RouterDeployment.__new__(RouterDeployment)
-    await router.__init__(settings, catalog=catalog())  # async __init__, as Serve calls it
+    await router.__init__(settings, catalog=catalog(), embedder=embedder)  # async __init__, as Serve calls it
     return router
 
 
-def test_routes_return_routing_decisions(replica_context):
+def test_routes_return_routing_decisions():
     settings = RouterConfig(strategies={"dummy": {"seed": 0}}, default_strategy="dummy")
-    replica_context(settings)
 
     async def main():
         router = await _router(settings)
@@ -60,10 +58,39 @@ def test_routes_return_routing_decisions(replica_context):
             await router.route(RouteQuery(text="x", embedding=np.ones(4), strategy="moe"))
         return decisions
 
-    decisions = asyncio.run(main())
+    answers = asyncio.run(main())
+    assert all(a.embed_s == 0.0 for a in answers)  # they came embedded
+    decisions = [a.decision for a in answers]
     assert all(isinstance(d, RoutingDecision) for d in decisions)
     assert {d.strategy for d in decisions} == {"dummy"} and all(d.expert in ("cheap", "dear") for d in decisions)
     assert not hasattr(RoutingDecision, "to_dict")  # one type end to end, no dict on the way
+
+
+def test_queries_without_embeddings_are_embedded_in_one_call_per_batch():
+    settings = RouterConfig(strategies={"dummy": {"seed": 0}}, default_strategy="dummy")
+    embedder = FakeEmbeddingHandle()
+
+    async def main():
+        router = await _router(settings, embedder)
+        texts = ["a", "bb", "ccc", "dddd"]
+        return texts, await asyncio.gather(*(router.route(RouteQuery(text=t)) for t in texts))
+
+    texts, answers = asyncio.run(main())
+    assert embedder.batches == [texts]  # concurrent queries: one batch, one embedding call
+    for text, answer in zip(texts, answers):
+        np.testing.assert_array_equal(answer.embedding, np.full(4, len(text), np.float32))
+        assert answer.decision.strategy == "dummy" and answer.embed_s > 0
+
+
+def test_a_query_without_embedding_needs_an_embedding_deployment():
+    settings = RouterConfig(strategies={"dummy": {"seed": 0}}, default_strategy="dummy")
+
+    async def main():
+        router = await _router(settings)
+        await router.route(RouteQuery(text="x"))
+
+    with pytest.raises(ValueError, match="no embedding deployment"):
+        asyncio.run(main())
 
 
 def test_direct_decision():

@@ -10,6 +10,7 @@ import numpy as np
 from experts.base import GenerationResult, StreamChunk
 from experts.catalog import ExpertCatalog
 from router_deployments.objectives import ObjectiveWeights
+from router_deployments.router_deployment import RouteAnswer
 from router_deployments.strategies import RoutingDecision
 from serve_app.routed_request import RoutedRequest
 
@@ -139,16 +140,8 @@ class FakeExpert:
         yield StreamChunk(delta="", result=result(self.text))
 
 
-class FakeEmbedder:
-    def __init__(self):
-        self.embed = Method(self._embed)
-
-    async def _embed(self, text):
-        return np.full(4, 0.5, np.float32)
-
-
 class FakeRouter:
-    """Answers every query with `dec`, or raises `error`."""
+    """Answers every query with `dec` made on a constant embedding (0.01 s of it embedding), or raises `error`."""
 
     def __init__(self, dec: RoutingDecision | None = None, error: Exception | None = None):
         self.dec, self.error = dec or decision(), error
@@ -157,4 +150,4 @@ class FakeRouter:
     async def _route(self, query):
         if self.error:
             raise self.error
-        return self.dec
+        return RouteAnswer(decision=self.dec, embedding=np.full(4, 0.5, np.float32), embed_s=0.01)

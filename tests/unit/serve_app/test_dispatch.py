@@ -15,7 +15,7 @@ from serve_app.config import AppConfig
 from serve_app.dispatch import Dispatcher, StreamDelta, StreamEnd
 from serve_app.errors import APIError
 
-from .fakes import FakeEmbedder, FakeExpert, FakeRouter, catalog, decision
+from .fakes import FakeExpert, FakeRouter, catalog, decision
 from .fakes import routed as routed_at_10
 
 
@@ -35,7 +35,7 @@ def dispatcher(experts=None, router=None, failover=True, **server) -> Dispatcher
         experts=catalog().model_dump()["experts"],
     )
     experts = experts or {n: FakeExpert(f"answer from {n}") for n in ("a", "b", "c")}
-    return Dispatcher(config, FakeEmbedder(), router or FakeRouter(), experts)
+    return Dispatcher(config, router or FakeRouter(), experts)
 
 
 def run(coro):
@@ -47,7 +47,7 @@ def test_naming_an_expert_builds_a_direct_decision_without_embedding():
     r = run(d.decide("chatcmpl-1", 0.0, "b", "hi", RouterPreferences()))
     assert r.decision == RoutingDecision.direct("b") and r.decision.is_direct
     assert r.embedding is None and not r.learnable and r.handle_timings == {}
-    assert d.embedder.embed.calls == [] and d.router.route.calls == []
+    assert d.router.route.calls == []
     assert d.candidates(r) == ["b"]  # a direct request never fails over to another expert
 
 
@@ -66,7 +66,9 @@ def test_routed_request_carries_the_router_decision_and_its_context():
     assert r.decision is dec and r.request_id == "chatcmpl-1"
     np.testing.assert_array_equal(r.embedding, np.full(4, 0.5, np.float32))
     assert set(r.handle_timings) == {"embedding", "router"} and r.routed >= r.started
+    assert r.handle_timings["embedding"] == 0.01  # the router's embedding call, the rest is the router's
     (query,) = d.router.route.calls[0]
+    assert query.embedding is None  # the router embeds its batch in one call
     assert query.strategy == "moe" and query.carbon_budget_left == 0.25
     # The weight the request set over the config's defaults for the others (carbon stays 0.1, not 0).
     assert query.weights == {"quality": 1.0, "cost": 1.0, "carbon": 0.1, "latency": 0.0}
