@@ -6,8 +6,9 @@ window has spent a larger share of its budget than of its requests (ahead of its
 budget to spare. Both predict each expert's quality on the prompt with a trained strategy that does so (moe's gate
 or the kNN index: `predict_quality`), loaded from `checkpoint` (that strategy's checkpoint, built with
 `predictor_config`) or handed over with `use_predictor`. They are decision rules over that predictor, so they
-learn nothing themselves. The hard limit is not theirs to keep: the serving router and the benchmark send every
-choice through router_deployments/budget_guard.py.
+learn nothing themselves. The hard limit is not theirs to keep: the benchmark sends every choice through
+router_deployments/budget_guard.py, and on the server the budget ledger (serve_app/budget_ledger.py) applies the
+same rule.
 """
 
 from __future__ import annotations
