@@ -223,16 +223,7 @@ def train_dqn(args, catalog, outcomes, train_rows, val_rows, iterations):
         if len(buffer) < args.learning_starts:
             continue
         beta = linear_schedule(args.beta, 1.0, iterations, iteration)
-        for _ in range(args.gradient_steps):
-            batch = buffer.sample(args.batch_size, beta)
-            loss, td = strategy.td_step(
-                torch.from_numpy(batch.obs),
-                torch.from_numpy(batch.actions),
-                torch.from_numpy(batch.rewards),
-                optimizer,
-                torch.from_numpy(batch.weights),
-            )
-            buffer.update_priorities(batch.index, td)
+        loss = td_steps(strategy, buffer, optimizer, args, beta)
 
         # 4. Validation: TD loss of the served (target) net over every expert, keep the best.
         if val_rows is None or iteration % args.eval_every:
@@ -335,20 +326,7 @@ def train_windows(args, catalog, outcomes: OutcomeRewards, train_rows, val_rows,
         if len(buffer) < args.learning_starts:
             continue
         beta = linear_schedule(args.beta, 1.0, iterations, iteration)
-        for _ in range(args.gradient_steps):
-            batch = buffer.sample(args.batch_size, beta)
-            loss, td = strategy.td_step(
-                torch.from_numpy(batch.obs),
-                torch.from_numpy(batch.actions),
-                torch.from_numpy(batch.rewards),
-                optimizer,
-                torch.from_numpy(batch.weights),
-                next_obs=torch.from_numpy(batch.next_obs),
-                dones=torch.from_numpy(batch.dones),
-                gamma=args.gamma,
-                next_allowed=torch.from_numpy(batch.next_allowed),
-            )
-            buffer.update_priorities(batch.index, td)
+        loss = td_steps(strategy, buffer, optimizer, args, beta)
 
         # 4. Validation: quality of the greedy, guarded policy on validation windows; keep the best. Checks start
         # once exploration has decayed: an early, barely trained network routes nearly everything to one expert,
@@ -364,3 +342,32 @@ def train_windows(args, catalog, outcomes: OutcomeRewards, train_rows, val_rows,
         strategy.load_state_dict(best_state)
     strategy.policy_version += 1
     return strategy, best_iteration
+
+
+def td_steps(strategy, buffer, optimizer, args, beta: float) -> float:
+    """`args.gradient_steps` TD steps on prioritised minibatches (importance-weighted), feeding each step's TD
+    errors back as priorities; a buffer that keeps next states makes them Double DQN steps bootstrapping to the
+    next state (gamma = args.gamma), else one-step regressions. Returns the last step's loss."""
+    import torch
+
+    loss = float("nan")
+    for _ in range(args.gradient_steps):
+        batch = buffer.sample(args.batch_size, beta)
+        bootstrap = {}
+        if batch.next_obs is not None:
+            bootstrap = dict(
+                next_obs=torch.from_numpy(batch.next_obs),
+                dones=torch.from_numpy(batch.dones),
+                gamma=args.gamma,
+                next_allowed=torch.from_numpy(batch.next_allowed),
+            )
+        loss, td = strategy.td_step(
+            torch.from_numpy(batch.obs),
+            torch.from_numpy(batch.actions),
+            torch.from_numpy(batch.rewards),
+            optimizer,
+            torch.from_numpy(batch.weights),
+            **bootstrap,
+        )
+        buffer.update_priorities(batch.index, td)
+    return loss
