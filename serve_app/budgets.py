@@ -26,6 +26,7 @@ from serve_app.budget_ledger import BudgetLedger, BudgetLine, BudgetState, Optio
 from serve_app.config import AppConfig, BudgetConfig
 from serve_app.errors import APIError, short_error
 from serve_app.routed_request import ExpertAnswer, RoutedRequest
+from serve_app.shared_actors import shared_actor
 
 logger = logging.getLogger("routerllm.ingress")
 
@@ -240,17 +241,12 @@ class BudgetGate:
 
 def get_or_create_ledger(settings: BudgetConfig):
     """The named, detached ledger actor every ingress replica shares (created on first call)."""
-    import ray
-
-    return (
-        ray.remote(BudgetLedger)
-        .options(
-            name=settings.actor_name,
-            namespace=settings.namespace,
-            lifetime="detached",
-            get_if_exists=True,
-            max_restarts=-1,
-            num_cpus=0,
-        )
-        .remote(settings.total, settings.per_caller, settings.window_s, settings.reservation_ttl_s)
+    return shared_actor(
+        BudgetLedger,
+        settings.actor_name,
+        settings.namespace,
+        settings.total,
+        settings.per_caller,
+        settings.window_s,
+        settings.reservation_ttl_s,
     )

@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse
 from serve_app.auth import Caller
 from serve_app.config import RateLimitSettings
 from serve_app.errors import APIError
+from serve_app.shared_actors import shared_actor
 
 logger = logging.getLogger("routerllm.ingress")
 
@@ -122,20 +123,7 @@ class RateLimits:
         self.actor: Any = None
         self._warned_at = 0.0
         if keyed and limited:
-            import ray
-
-            self.actor = (
-                ray.remote(LimiterActor)
-                .options(
-                    name=settings.actor_name,
-                    namespace=settings.namespace,
-                    lifetime="detached",
-                    get_if_exists=True,
-                    max_restarts=-1,
-                    num_cpus=0,
-                )
-                .remote()
-            )
+            self.actor = shared_actor(LimiterActor, settings.actor_name, settings.namespace)
 
     async def wait_until_ready(self, timeout_s: float = 60.0) -> None:
         """The limiter answers (the first request must not wait out the actor's start)."""
