@@ -84,3 +84,32 @@ def test_an_open_graph_or_no_limits_needs_no_limiter():
     unlimited.charge_tokens("key_x", 100)
     kinds = [a.kind for a in RateLimits(RateLimitSettings(tokens_per_min=None), keyed=False).request_asks()]
     assert kinds == ["requests"]
+
+
+class _Method:
+    def __init__(self, call):
+        self.remote = call
+
+
+class _DeadLimiter:
+    """A limiter actor that hangs (restarting) or whose call fails (dead): what the ingress must survive."""
+
+    def __init__(self, hang: bool):
+        async def hanging(*_):
+            await asyncio.sleep(3600)
+
+        async def failing(*_):
+            raise RuntimeError("The actor died unexpectedly before finishing this task.")
+
+        self.admit = _Method(hanging if hang else failing)
+
+
+@pytest.mark.parametrize("hang", [True, False], ids=["hangs", "dies"])
+def test_a_limiter_that_hangs_or_dies_lets_requests_through_and_says_so(hang, caplog):
+    limits = RateLimits(RateLimitSettings(timeout_s=0.05), keyed=False)
+    limits.actor = _DeadLimiter(hang)
+    with caplog.at_level("WARNING", logger="routerllm.ingress"):
+        asyncio.run(asyncio.wait_for(limits.admit_request(Caller(id="key_x", admin=False)), 5))
+        asyncio.run(asyncio.wait_for(limits.admit_feedback(Caller(id="key_x", admin=False)), 5))
+    warnings = [r.getMessage() for r in caplog.records if "rate limiter unavailable" in r.getMessage()]
+    assert len(warnings) == 1, warnings  # once, not per request
