@@ -20,8 +20,10 @@ serving layer calls them and keeps the answer of the highest-weighted one.
 
 Online (issue 13), two additions. `head` adds a Bayesian linear head on the embedding (outcome_head.py), kept as
 sufficient statistics and updated once per experience (observe); the utility routed on is then
-    utility_j = network_weight * gate utility_j + (1 - network_weight) * head utility_j,
-so a cold router starts at the catalog's best expected utility and moves per prompt on evidence. Exploration:
+    utility_j = beta_j * gate utility_j + (1 - beta_j) * head utility_j,
+with beta_j = network_weight, or with the head's `blend: evidence` network_weight scaled down where the head has seen
+outcomes (BayesianOutcomeHead.network_share), so a cold router starts at the catalog's best expected utility and
+moves per prompt on evidence. Exploration:
 with `sample_gates` the answering expert is drawn from the gates (else the top gate), mixed with `epsilon` of
 uniform choice (the learner publishes epsilon); with `thompson_scale` > 0 (and a head) the answering expert is the
 argmax of utilities whose head part is drawn from the posterior (outcome_head.thompson_route). `probs` of the
@@ -126,7 +128,7 @@ class MoEStrategy(RoutingStrategy):
         if self.head is not None:
             weights = np.stack([c.weights.as_array() for c in contexts])
             head_utility = self.head.utility(self.head.predict(embeddings), weights)
-            beta = self.config.network_weight
+            beta = self.head.network_share(embeddings, self.config.network_weight)
             utility = beta * utility + (1.0 - beta) * head_utility
         return utility
 
@@ -148,9 +150,8 @@ class MoEStrategy(RoutingStrategy):
         gates = np.exp(log_gates)
         if self.head is not None and self.config.thompson_scale > 0:
             embeddings = np.stack([c.embedding for c in contexts])
-            spread = (
-                (1.0 - self.config.network_weight) * self.config.thompson_scale * self.head.posterior_sd(embeddings)
-            )
+            beta = self.head.network_share(embeddings, self.config.network_weight)
+            spread = (1.0 - beta) * self.config.thompson_scale * self.head.posterior_sd(embeddings)
             uniform = np.full(gates.shape, 1.0 / gates.shape[1])
             firsts, probs = thompson_route(self.utility(contexts), spread, self.config.epsilon, uniform, self.rng)
         else:
@@ -179,21 +180,13 @@ class MoEStrategy(RoutingStrategy):
         balance = load_balancing_loss(gates)
         return {"loss": bce + self.config.balance_weight * balance, "bce": bce, "balance": balance}
 
-    def learn(self, batch: list[Experience]) -> dict[str, float]:
+    def learn(self, batch: list[Experience], weights: np.ndarray | None = None) -> dict[str, float]:
         """One online Adam step: pull each routed expert's predicted quality toward what it delivered (so
-        the gate moves toward experts that did well and away from those that did not), plus load balancing."""
-        if not batch:
-            raise ValueError("learn() needs at least one experience")
-        n = len(self.catalog)
-        for e in batch:
-            if not 0 <= e.expert < n:
-                raise ValueError(f"experience names expert index {e.expert}, but there are {n} experts")
-            if not (np.isfinite(e.quality) and 0.0 <= e.quality <= 1.0):
-                raise ValueError(f"experience quality must be in [0, 1], got {e.quality}")
-        x = self._inputs(np.stack([e.embedding for e in batch]))
-        experts = torch.tensor([e.expert for e in batch])
-        mask = F.one_hot(experts, n).float()
-        quality = mask * torch.tensor([e.quality for e in batch], dtype=torch.float32).unsqueeze(1)
+        the gate moves toward experts that did well and away from those that did not), plus load balancing;
+        `weights` (the replay's importance weights, one per experience) scale each experience's error."""
+        x, mask, quality = self._targets(batch)
+        if weights is not None:
+            mask = mask * torch.from_numpy(np.asarray(weights, dtype=np.float32)).unsqueeze(1)
         if self._optimizer is None:
             self._optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.learning_rate)
         self.net.train()
@@ -207,6 +200,29 @@ class MoEStrategy(RoutingStrategy):
         self._optimizer.step()
         self.policy_version += 1
         return {k: v.item() for k, v in terms.items()}
+
+    def errors(self, batch: list[Experience]) -> np.ndarray:
+        """|delivered quality - predicted quality| of the routed expert on each experience."""
+        x, mask, quality = self._targets(batch)
+        self.net.eval()
+        with torch.no_grad():
+            predicted = torch.sigmoid(self.net(x))
+        return ((predicted - quality).abs() * mask).sum(dim=1).double().numpy()
+
+    def _targets(self, batch: list[Experience]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(embeddings, one-hot mask of the routed expert, its delivered quality in that column)."""
+        if not batch:
+            raise ValueError("learn() needs at least one experience")
+        n = len(self.catalog)
+        for e in batch:
+            if not 0 <= e.expert < n:
+                raise ValueError(f"experience names expert index {e.expert}, but there are {n} experts")
+            if not (np.isfinite(e.quality) and 0.0 <= e.quality <= 1.0):
+                raise ValueError(f"experience quality must be in [0, 1], got {e.quality}")
+        x = self._inputs(np.stack([e.embedding for e in batch]))
+        mask = F.one_hot(torch.tensor([e.expert for e in batch]), n).float()
+        quality = mask * torch.tensor([e.quality for e in batch], dtype=torch.float32).unsqueeze(1)
+        return x, mask, quality
 
     def observe(self, experiences: list[Experience]) -> dict[str, float]:
         """Add new experiences once to the head's posterior (nothing without a head)."""

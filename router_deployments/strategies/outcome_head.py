@@ -26,7 +26,7 @@ a 400,000-draw Monte Carlo estimate on the tests' cases, spreads down to 1e-3).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -46,6 +46,12 @@ class OutcomeHeadConfig(BaseModel):
     features: int = Field(0, ge=0, description="Random-projection width of the embedding (0: the embedding itself).")
     ridge: float = Field(10.0, gt=0, description="Prior precision of the per-expert weights (shrinkage to the prior).")
     seed: int = Field(0, description="Seeds the random projection.")
+    blend: Literal["fixed", "evidence"] = Field(
+        "fixed",
+        description="How a strategy weighs its network against the head: 'fixed' gives the network network_weight "
+        "everywhere; 'evidence' scales it per prompt and expert by the head's posterior variance over its prior "
+        "variance (network_share), so the head takes over where it has seen outcomes.",
+    )
 
 
 class BayesianOutcomeHead:
@@ -86,6 +92,21 @@ class BayesianOutcomeHead:
         """sqrt(phi^T C_j phi) per prompt and expert [batch, n_experts]: the posterior spread per unit noise."""
         f = self.phi(embeddings)
         return np.sqrt(np.maximum(np.einsum("bd,nde,be->bn", f, self.cov, f), 0.0))
+
+    def network_share(self, embeddings: np.ndarray, network_weight: float) -> np.ndarray:
+        """The network's weight against the head per prompt and expert [batch, n_experts].
+
+        'fixed': network_weight everywhere. 'evidence': network_weight * v_j(x) / v0(x), with v_j the head's
+        posterior variance at the prompt (posterior_sd ** 2) and v0 = |phi(x)|^2 / ridge its prior variance. An
+        offline network's guess is then a prior the head's evidence overrides: it keeps its full weight on prompts
+        unlike any outcome seen (a task the network never trained on, say), and fades where outcomes accrue."""
+        batch = len(np.atleast_2d(embeddings))
+        if self.config.blend == "fixed":
+            return np.full((batch, len(self.prior)), float(network_weight))
+        f = self.phi(embeddings)
+        prior_var = (f * f).sum(axis=1, keepdims=True) / self.config.ridge
+        ratio = self.posterior_sd(embeddings) ** 2 / prior_var
+        return float(network_weight) * np.clip(ratio, 0.0, 1.0)
 
     @staticmethod
     def utility(outcomes: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -20,10 +20,12 @@ exp(-green_exploration * tightness * carbon_norm_j): uniform with budget to spar
 
 Online (issue 13): `head` adds a Bayesian linear head on the embedding (outcome_head.py), updated once per
 experience (observe), and the exploit score becomes
-    score_j = network_weight * |w|_1 * Q(s)_j + (1 - network_weight) * head utility_j - carbon penalty,
-so a cold router starts at the catalog's best expected utility instead of an untrained network's guess.
+    score_j = beta_j * |w|_1 * Q(s)_j + (1 - beta_j) * head utility_j - carbon penalty,
+with beta_j = network_weight, or with the head's `blend: evidence` network_weight scaled down where the head has seen
+outcomes (BayesianOutcomeHead.network_share), so a cold router starts at the catalog's best expected utility
+instead of an untrained network's guess.
 With `thompson_scale` > 0 (and a head) it explores by Thompson sampling instead (outcome_head.thompson_route): each
-request's head utilities are drawn from the posterior with sd (1 - network_weight) * thompson_scale * posterior_sd,
+request's head utilities are drawn from the posterior with sd (1 - beta_j) * thompson_scale * posterior_sd,
 and `epsilon` of the requests still go to the carbon-aware random expert; `probs` is the true mixture.
 """
 
@@ -164,7 +166,8 @@ class RLStrategy(RoutingStrategy):
         if self.head is not None:
             embeddings = np.stack([c.embedding for c in contexts])
             head = self.head.utility(self.head.predict(embeddings), np.stack([c.weights.as_array() for c in contexts]))
-            value = self.config.network_weight * value + (1.0 - self.config.network_weight) * head
+            beta = self.head.network_share(embeddings, self.config.network_weight)
+            value = beta * value + (1.0 - beta) * head
         return value - self.config.carbon_penalty * tight * self.profile.carbon_norm
 
     def exploration_probs(self, budget_left: np.ndarray) -> np.ndarray:
@@ -182,9 +185,8 @@ class RLStrategy(RoutingStrategy):
         explore_p = self.exploration_probs(np.array([c.carbon_budget_left for c in contexts]))
         if self.head is not None and self.config.thompson_scale > 0:
             embeddings = np.stack([c.embedding for c in contexts])
-            spread = (
-                (1.0 - self.config.network_weight) * self.config.thompson_scale * self.head.posterior_sd(embeddings)
-            )
+            beta = self.head.network_share(embeddings, self.config.network_weight)
+            spread = (1.0 - beta) * self.config.thompson_scale * self.head.posterior_sd(embeddings)
             chosen, probs = thompson_route(scores, spread, eps, explore_p, self.rng)
             return [self._decision(s, p, [int(c)]) for s, p, c in zip(scores, probs, chosen)]
         probs = eps * explore_p
@@ -238,20 +240,39 @@ class RLStrategy(RoutingStrategy):
         soft_update(self.target, self.online, self.config.tau)
         return loss.item(), td_error.detach().numpy()
 
-    def learn(self, batch: list[Experience]) -> dict[str, float]:
+    def learn(self, batch: list[Experience], weights: np.ndarray | None = None) -> dict[str, float]:
         """One online TD step. Each outcome is replayed under `relabel_weights` objective-weight vectors (the
         first quality-only, the rest random), its reward recomputed from its quality, cost, carbon and latency on
-        the catalog's scale (relabelled_rewards), so one policy keeps serving every trade-off.
+        the catalog's scale (relabelled_rewards), so one policy keeps serving every trade-off; `weights` (the
+        replay's importance weights, one per experience) scale each experience's loss.
         `Experience.reward` is not used: it was computed under weights the experience does not record."""
+        k = self.config.relabel_weights
+        objectives = sample_objective_weights(self.rng, len(batch) * k)
+        objectives[::k] = ObjectiveWeights().as_array()
+        obs, actions, rewards = self._transitions(batch, objectives, k)
+        if self._optimizer is None:
+            self._optimizer = torch.optim.Adam(self.online.parameters(), lr=self.config.learning_rate)
+        is_weights = None if weights is None else torch.from_numpy(np.repeat(weights, k).astype(np.float32))
+        loss, td = self.td_step(obs, actions, rewards, self._optimizer, is_weights)
+        self.policy_version += 1
+        return {"loss": loss, "td_error": float(np.abs(td).mean())}
+
+    def errors(self, batch: list[Experience]) -> np.ndarray:
+        """|TD error| of each experience's one-step target under the quality-only weights (the online network)."""
+        objectives = np.tile(ObjectiveWeights().as_array(), (len(batch), 1))
+        obs, actions, rewards = self._transitions(batch, objectives, 1)
+        with torch.no_grad():
+            q = _evaluate(self.online, obs).gather(1, actions.long().unsqueeze(1)).squeeze(1)
+        return np.abs((rewards - q).double().numpy())
+
+    def _transitions(self, batch: list[Experience], objectives: np.ndarray, k: int) -> tuple[torch.Tensor, ...]:
+        """(states, actions, rewards) of each experience under k objective-weight vectors each ([len * k, 4])."""
         if not batch:
             raise ValueError("learn() needs at least one experience")
         n = len(self.catalog)
         for e in batch:
             if not 0 <= e.expert < n:
                 raise ValueError(f"experience names expert index {e.expert}, but there are {n} experts")
-        k = self.config.relabel_weights
-        weights = sample_objective_weights(self.rng, len(batch) * k)
-        weights[::k] = ObjectiveWeights().as_array()
 
         def per_row(attr: str) -> np.ndarray:
             return np.repeat(np.array([getattr(e, attr) for e in batch], dtype=np.float64), k)
@@ -262,20 +283,12 @@ class RLStrategy(RoutingStrategy):
             per_row("cost_usd") / max(float(profile.cost.max()), 1e-12),
             per_row("carbon_g") / max(float(profile.carbon.max()), 1e-12),
             per_row("latency_s") / max(float(profile.latency.max()), 1e-12),
-            weights,
+            objectives,
         )
         budget, window = per_row("carbon_budget_left"), per_row("window_left")
-        obs = state_features(np.repeat(np.stack([e.embedding for e in batch]), k, axis=0), budget, weights, window)
-        if self._optimizer is None:
-            self._optimizer = torch.optim.Adam(self.online.parameters(), lr=self.config.learning_rate)
-        loss, td = self.td_step(
-            torch.from_numpy(obs),
-            torch.from_numpy(per_row("expert").astype(np.int64)),
-            torch.from_numpy(rewards.astype(np.float32)),
-            self._optimizer,
-        )
-        self.policy_version += 1
-        return {"loss": loss, "td_error": float(np.abs(td).mean())}
+        obs = state_features(np.repeat(np.stack([e.embedding for e in batch]), k, axis=0), budget, objectives, window)
+        actions = torch.from_numpy(per_row("expert").astype(np.int64))
+        return torch.from_numpy(obs), actions, torch.from_numpy(rewards.astype(np.float32))
 
     def observe(self, experiences: list[Experience]) -> dict[str, float]:
         """Add new experiences once to the head's posterior (nothing without a head)."""

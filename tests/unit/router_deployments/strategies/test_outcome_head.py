@@ -127,3 +127,34 @@ def test_moe_explores_with_epsilon_and_logs_the_true_probabilities(catalog):
     assert d.probs == pytest.approx(list(np.exp(list(d.scores.values()))))  # the gates themselves
     greedy = build_strategy("moe", catalog, {**config, "epsilon": 0.0})
     assert greedy.route_batch([RouteContext(text="", embedding=prompts(1)[0])])[0].probs == [1.0, 0.0, 0.0]
+
+
+def test_evidence_blend_gives_the_network_full_weight_on_unseen_prompts_and_fades_it_where_outcomes_accrue(catalog):
+    fixed = head(catalog, ridge=1.0)
+    evidence = head(catalog, ridge=1.0, blend="evidence")
+    seen = np.tile(np.eye(DIM)[0], (40, 1))  # one region of the embedding space, 40 outcomes of expert 0
+    unseen = np.eye(DIM)[[3]]
+    for h in (fixed, evidence):
+        h.observe(seen, np.zeros(40, dtype=int), np.zeros((40, 4)))
+    np.testing.assert_allclose(fixed.network_share(np.vstack([seen[:1], unseen]), 0.5), 0.5)
+    share = evidence.network_share(np.vstack([seen[:1], unseen]), 0.5)
+    assert share[0, 0] < 0.05  # expert 0 near its 40 outcomes: the head decides
+    np.testing.assert_allclose(share[0, 1:], 0.5)  # experts with no outcomes: the network keeps its weight
+    assert 0.2 < share[1, 0] <= 0.5  # an unseen prompt shares only the constant feature with them
+    np.testing.assert_allclose(share[1, 1:], 0.5)
+
+
+@pytest.mark.parametrize("name", ["rl", "moe"])
+def test_an_evidence_blended_strategy_follows_the_head_where_it_has_seen_outcomes(catalog, name):
+    config = {"embedding_dim": DIM, "hidden": [8], "head": {"ridge": 1.0, "blend": "evidence"}, "network_weight": 0.9}
+    strategy = build_strategy(name, catalog, config)
+    x = prompts(1)
+    bad = [Experience(embedding=x[0], expert=0, reward=0.0, quality=0.0) for _ in range(200)]
+    strategy.observe(bad)
+    head_only = build_strategy(name, catalog, {**config, "network_weight": 0.0})
+    head_only.observe(bad)
+    ctx = [RouteContext(text="", embedding=x[0])]
+    # Where 200 outcomes were seen, expert 0's value is (almost) the head's alone, whatever the network says (moe's
+    # score is a log-softmax over every expert, so compare its utility).
+    value = (lambda s: s.utility(ctx)) if name == "moe" else (lambda s: s.score(ctx))
+    assert value(strategy)[0, 0] == pytest.approx(value(head_only)[0, 0], abs=0.05)
