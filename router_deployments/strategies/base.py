@@ -144,9 +144,15 @@ class RoutingStrategy(ABC):
         )
 
     # --- learning (learnable strategies override) -------------------------------------------------------
-    def learn(self, batch: list[Experience]) -> dict[str, float]:
-        """One online update from observed outcomes; returns training metrics."""
+    def learn(self, batch: list[Experience], weights: np.ndarray | None = None) -> dict[str, float]:
+        """One online update from observed outcomes, each experience's loss scaled by `weights` (the replay's
+        importance weights; None: all 1); returns training metrics."""
         raise NotImplementedError(f"strategy {self.name!r} does not learn online")
+
+    def errors(self, batch: list[Experience]) -> np.ndarray | None:
+        """|prediction error| of the current model on each experience, the replay's priorities (None: the strategy
+        has none, and its replay is sampled uniformly)."""
+        return None
 
     def observe(self, experiences: list[Experience]) -> dict[str, float]:
         """Take in new experiences exactly once (the learner calls it before the learn() batches, which may repeat

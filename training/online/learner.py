@@ -7,8 +7,9 @@ One loop, read top to bottom in `step()`:
    `holdback_fraction` of request ids (by hash), in the held-back slice the guardrail evaluates on;
 3. give each strategy its new experiences once (`observe`: models kept as sufficient statistics, such as the
    Bayesian head, must see each experience exactly once), then call its `learn(batch)` `updates_per_step` times
-   per `batch_size` new experiences: each batch is new experiences topped up with uniform samples from the replay
-   pool (the DQN and gating updates themselves live in the strategies);
+   per `batch_size` new experiences: each batch is new experiences topped up with samples from the replay pool
+   (replay.py: by the strategy's prediction error and the answer's carbon efficiency, with importance weights, or
+   uniform), after which the replayed ones get their new errors (the DQN and gating updates live in the strategies);
 4. every `publish_every_updates` updates or `publish_every_s` seconds, try to publish the trained weights.
 
 Publishing passes the guardrails (training/online/guardrails.py): weights with a NaN or inf are never published
@@ -45,6 +46,7 @@ from training.online.guardrails import below_margin, non_finite_weights, snips_e
 from training.online.learner_config import LearnerConfig, StrategyTraining
 from training.online.outcome_store import LoggedExperience, OutcomeRecord, OutcomeStore
 from training.online.policy_versions import PolicyVersions
+from training.online.replay import ReplayPool
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ class _Trainee:
     strategy: RoutingStrategy
     live: RoutingStrategy
     cursor: int = 0
-    replay: deque = field(default_factory=deque)
+    replay: ReplayPool | None = None
     holdback: deque = field(default_factory=deque)
     new: list = field(default_factory=list)
     seen: int = 0
@@ -146,7 +148,14 @@ class OnlineLearner:
         size = self.config.batch_size
         for start in range(0, len(t.new), size):
             for _ in range(self.config.updates_per_step):
-                t.last_metrics = {**observed, **t.strategy.learn(self._batch(t, t.new[start : start + size]))}
+                new = t.new[start : start + size]
+                index, replayed, weights = t.replay.sample(size - len(new), self.rng)
+                batch = new + replayed
+                weights = np.concatenate([np.ones(len(new)), weights])
+                t.last_metrics = {**observed, **t.strategy.learn(batch, weights)}
+                errors = t.strategy.errors(replayed) if replayed else None
+                if errors is not None:
+                    t.replay.update(index, errors)
                 t.updates += 1
                 t.updates_since_publish += 1
         t.new = []
@@ -177,8 +186,6 @@ class OnlineLearner:
             t.replay.append(trained)
             if fresh:
                 t.new.append(trained)
-            if len(t.replay) > self.config.replay_capacity:
-                t.replay.popleft()
 
     def experience(self, item: LoggedExperience) -> Experience:
         """The Experience of one logged pair, rewarded with training/rewards.py under the request's weights."""
@@ -190,12 +197,6 @@ class OnlineLearner:
             return False
         h = int.from_bytes(hashlib.blake2b(request_id.encode(), digest_size=8).digest(), "big")
         return h / 2**64 < self.config.holdback_fraction
-
-    def _batch(self, t: _Trainee, new: list[Experience]) -> list[Experience]:
-        """New experiences (at most batch_size) topped up with uniform samples from the replay pool."""
-        extra = self.config.batch_size - len(new)
-        picks = self.rng.integers(0, len(t.replay), size=extra) if extra > 0 else []
-        return new + [t.replay[i] for i in picks]
 
     # --- publishing -----------------------------------------------------------------------------------
     def _publish_due(self, t: _Trainee) -> bool:
@@ -341,7 +342,8 @@ class OnlineLearner:
         if not cls.learnable:
             raise ValueError(f"strategy {name!r} does not learn online. Learnable: rl, moe")
         make = lambda: cls(self.catalog, cls.Config(**settings.config))  # noqa: E731
-        return _Trainee(name=name, settings=settings, strategy=make(), live=make())
+        replay = ReplayPool(self.config.replay_capacity, self.config.replay, self.profile)
+        return _Trainee(name=name, settings=settings, strategy=make(), live=make(), replay=replay)
 
     def _resume(self) -> None:
         """Load each strategy's live version (or its warm start) and refill replay from the store."""

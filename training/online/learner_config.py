@@ -29,6 +29,19 @@ class StrategyTraining(_Strict):
     )
 
 
+class ReplayConfig(_Strict):
+    """How the learner samples its replay pool (the `replay` field of LearnerConfig)."""
+
+    priority: Literal["uniform", "td"] = Field(
+        "td", description="'td': by latest prediction error plus carbon efficiency; 'uniform': every one alike."
+    )
+    alpha: float = Field(0.6, ge=0, description="How strongly priorities skew sampling (0: uniform).")
+    beta: float = Field(0.4, ge=0, le=1, description="Importance-weight correction (1: unbiased, 0: none).")
+    green_weight: float = Field(0.5, ge=0, description="Weight of the carbon efficiency in the priority.")
+    carbon_floor: float = Field(0.1, gt=0, description="Carbon (catalog scale) below which efficiency saturates.")
+    eps: float = Field(1e-3, gt=0, description="Added to every priority so that none is zero.")
+
+
 class LearnerConfig(_Strict):
     """Everything the online learner needs; one section of a deployment's YAML."""
 
@@ -48,6 +61,9 @@ class LearnerConfig(_Strict):
     )
     min_experiences: int = Field(16, ge=1, description="Replay size before the first update.")
     replay_capacity: int = Field(50_000, ge=1, description="Most recent experiences kept for replay, per strategy.")
+    replay: ReplayConfig = Field(
+        default_factory=ReplayConfig, description="How replay is sampled (training/online/replay.py)."
+    )
     publish_every_updates: int = Field(20, ge=1, description="Try to publish after this many updates ...")
     publish_every_s: float | None = Field(30.0, gt=0, description="... or this many seconds with new updates.")
     holdback_fraction: float = Field(0.1, ge=0, lt=1, description="Share of request ids held back for evaluation.")
