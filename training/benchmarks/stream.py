@@ -121,5 +121,29 @@ def references(stream: Stream) -> dict[str, Any]:
             "average_reward": float(on_stream.mean()),
             "held_out": {"reward": float(held.mean()), "quality": float(stream.held_out.scores.mean())},
         },
+        "best_fixed_per_task": best_fixed_per_task(stream, on_stream, held),
         "per_expert_average_reward": dict(zip(stream.catalog.names, on_stream.mean(axis=0).tolist())),
+    }
+
+
+def best_fixed_per_task(stream: Stream, on_stream: np.ndarray, held: np.ndarray) -> dict[str, Any]:
+    """The best expert of each task in hindsight on the stream, on the stream and on the held-out prompts of that task.
+
+    A router that knew each prompt's task and each task's best expert in advance: how much a contextual policy can
+    gain over the best fixed expert when prompts of a task look alike (RouterBench's do), the headroom the online
+    learners compete for. It reads the task label, which a served request does not carry."""
+    tasks = np.asarray(stream.train.tasks)[stream.rows]
+    held_tasks = np.asarray(stream.held_out.tasks)
+    stream_choice = np.empty(len(tasks), dtype=int)
+    held_choice = np.full(len(held_tasks), int(on_stream.mean(axis=0).argmax()))
+    experts = {}
+    for task in sorted(set(tasks)):
+        best = int(on_stream[tasks == task].mean(axis=0).argmax())
+        stream_choice[tasks == task] = best
+        held_choice[held_tasks == task] = best
+        experts[task] = stream.catalog.names[best]
+    return {
+        "experts": experts,
+        "average_reward": float(on_stream[np.arange(len(tasks)), stream_choice].mean()),
+        "held_out": held_out_figures(stream, held_choice),
     }

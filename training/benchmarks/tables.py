@@ -50,6 +50,12 @@ def online_table(results: dict[str, Any]) -> str:
         f"{refs['best_fixed']['average_reward']:.4f}, oracle {refs['oracle']['average_reward']:.4f}, "
         f"random {refs['random']['average_reward']:.4f}"
     )
+    if "best_fixed_per_task" in refs:
+        per_task = refs["best_fixed_per_task"]
+        lines.append(
+            f"best fixed per task (hindsight, reads the task label): {per_task['average_reward']:.4f} on the stream, "
+            f"{per_task['held_out']['reward']:.4f} held out (best fixed {refs['best_fixed']['held_out']['reward']:.4f})"
+        )
     if "shift" in results:
         lines += ["", shift_table(results["shift"])]
     return "\n".join(lines)

@@ -32,6 +32,10 @@ def test_bench_online_smoke(routerbench_dir, tmp_path, capsys, fake_embeddings):
     assert results["n_stream"] == 2 * n and n + results["n_held_out"] == 80
     refs = results["references"]
     assert refs["random"]["average_reward"] <= refs["best_fixed"]["average_reward"] <= refs["oracle"]["average_reward"]
+    per_task = refs["best_fixed_per_task"]  # in hindsight, per task: never below one expert for all, never the oracle
+    assert refs["best_fixed"]["average_reward"] <= per_task["average_reward"] <= refs["oracle"]["average_reward"]
+    assert set(per_task["experts"]) <= {"arc-challenge", "mbpp", "winogrande"}
+    assert set(per_task["experts"].values()) <= set(results["experts"])
     for name, r in results["routers"].items():
         assert len(r["windows"]) == -(-2 * n // 20) and len(r["per_pass"]) == 2
         assert r["average_reward"] <= refs["oracle"]["average_reward"] + 1e-9
