@@ -62,8 +62,12 @@ EXPLORATION: dict[str, dict[str, float]] = {
 # Strategy settings of the online learners (their own config fields), on top of each strategy's defaults: both route
 # on the Bayesian head (outcome_head.py) blended with their network by network_weight. The gate learns online with a
 # larger step than offline (mix4, lam 0.5, cold: 0.763 at 3e-3 vs 0.738 at 1e-3).
-# A cold network is an untrained guess (network_weight 0: the head alone routes); an offline fit is worth half.
-HEAD: dict[str, Any] = {"head": {"features": 0, "ridge": 30.0}, "network_weight": 0.0}
+# A cold network is an untrained guess (network_weight 0: the head alone routes); an offline fit is worth half where
+# the head has seen no outcomes, less where it has (blend "evidence", outcome_head.network_share): after a shift the
+# head's evidence on the new task overrides the offline network's guess there (seed 0, warm, --shift, phase 2, with
+# the learner's TD-prioritised replay: seed4 lam 0.1 rl 0.445 -> 0.483, moe 0.484 -> 0.482; mix4 lam 0.5 rl
+# 0.548 -> 0.559, moe 0.554 -> 0.553).
+HEAD: dict[str, Any] = {"head": {"features": 0, "ridge": 30.0, "blend": "evidence"}, "network_weight": 0.0}
 STRATEGY_CONFIG: dict[str, dict[str, Any]] = {"rl": {**HEAD}, "moe": {"learning_rate": 3e-3, **HEAD}}
 # thompson_scale 0.1 (utility noise sd of the posterior draws; chosen on seed 0's stream average of seed4 lam 0.5
 # and mix4 lam 0.1, never on held-out prompts: 0.3 explored too much, 0.4730 and 0.7833 against 0.4791 and 0.7981).

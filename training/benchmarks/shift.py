@@ -10,7 +10,8 @@ repeats mbpp prompts; the figures below are per request, repeats included.
 
 Figures, per phase and router: average reward; the best fixed expert of that phase in hindsight and the regret
 against it (summed and per request); and, after the shift, how many requests pass before the router's reward over
-the last `window` requests comes within `tolerance` of that phase's best fixed expert's average.
+the last `window` requests comes within `tolerance` of that phase's best fixed expert's average, and the reward of
+each run of `window` requests after the shift (the curve).
 """
 
 from __future__ import annotations
@@ -100,7 +101,14 @@ def phase_figures(
                 }
             )
         target = phases[1]["best_fixed"]["average_reward"] - plan.tolerance
-        routers[name] = {"phases": per_phase, "requests_to_catch_up": catch_up(r[shift_at:], target, plan.window)}
+        after = r[shift_at:]
+        starts = range(0, len(after), plan.window)
+        routers[name] = {
+            "phases": per_phase,
+            "requests_to_catch_up": catch_up(after, target, plan.window),
+            # The curve after the shift: mean reward of each run of `window` requests from the shift on.
+            "after_shift_windows": [float(after[i : i + plan.window].mean()) for i in starts],
+        }
     return {"plan": vars(plan) | {"shift_at": shift_at}, "phases": phases, "routers": routers}
 
 

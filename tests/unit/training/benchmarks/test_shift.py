@@ -56,6 +56,7 @@ def test_phase_figures_regret_against_each_phases_best_fixed_expert():
     assert phase_one == {"average_reward": 1.0, "regret": 0.0, "regret_per_request": 0.0}
     assert phase_two["regret"] == 4.0 and phase_two["regret_per_request"] == 0.5
     assert figures["routers"]["r"]["requests_to_catch_up"] == 6
+    assert figures["routers"]["r"]["after_shift_windows"] == [0.0, 0.0, 1.0, 1.0]  # pairs of requests after the shift
     json.dumps(figures)  # results.json must take it
 
 
