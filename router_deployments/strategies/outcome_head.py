@@ -101,7 +101,7 @@ class BayesianOutcomeHead:
         offline network's guess is then a prior the head's evidence overrides: it keeps its full weight on prompts
         unlike any outcome seen (a task the network never trained on, say), and fades where outcomes accrue."""
         batch = len(np.atleast_2d(embeddings))
-        if self.config.blend == "fixed":
+        if self.config.blend == "fixed" or network_weight == 0:
             return np.full((batch, len(self.prior)), float(network_weight))
         f = self.phi(embeddings)
         prior_var = (f * f).sum(axis=1, keepdims=True) / self.config.ridge
