@@ -153,7 +153,7 @@ class OnlineLearner:
                 batch = new + replayed
                 weights = np.concatenate([np.ones(len(new)), weights])
                 t.last_metrics = {**observed, **t.strategy.learn(batch, weights)}
-                errors = t.strategy.errors(replayed) if replayed else None
+                errors = t.strategy.errors(replayed) if replayed and t.replay.prioritised else None
                 if errors is not None:
                     t.replay.update(index, errors)
                 t.updates += 1

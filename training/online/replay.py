@@ -41,6 +41,11 @@ class ReplayPool:
     def __iter__(self):
         return iter(self.items)
 
+    @property
+    def prioritised(self) -> bool:
+        """Whether draws follow the errors (so the learner should report them back with `update`)."""
+        return self.config.priority == "td"
+
     def append(self, experience: Experience) -> None:
         """Add one experience at the largest error seen (it is drawn soon); drop the oldest beyond capacity."""
         carbon_norm = max(experience.carbon_g, 0.0) / self.carbon_scale
