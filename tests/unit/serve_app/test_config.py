@@ -63,3 +63,33 @@ def test_missing_and_unparsable_files(tmp_path):
     bad.write_text("server: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("name", ["cpu.yaml", "gpu.yaml"])
+def test_shipped_learners_route_on_the_head_with_thompson_sampling_and_log_true_probabilities(name):
+    import numpy as np
+
+    from router_deployments.objectives import ObjectiveWeights
+    from router_deployments.strategies import RouteContext, build_strategy
+
+    config = load_config(REPO_ROOT / "configs" / name)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 384)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    weights = ObjectiveWeights(**config.router.default_weights.model_dump())
+    contexts = [RouteContext(text="", embedding=e, weights=weights) for e in x]
+    for strategy_name in ("rl", "moe"):
+        # What the router serves is what the learner trains (the config's validator copies it over).
+        training = config.learner.training.strategies[strategy_name]
+        assert training.config["head"] == {"ridge": 30, "blend": "evidence"} and training.config["network_weight"] == 0
+        strategy = build_strategy(strategy_name, config.catalog, training.config)
+        decisions = strategy.route_batch(contexts)
+        for d in decisions:
+            assert sum(d.probs) == pytest.approx(1.0) and d.probs[config.catalog.index(d.expert)] > 0
+        # Cold, the head is the catalog: one expert is most likely everywhere, and Thompson draws explore others in
+        # proportion to their logged probabilities.
+        probs = np.array([d.probs for d in decisions])
+        chosen = np.array([config.catalog.index(d.expert) for d in decisions])
+        assert len(set(probs.argmax(axis=1))) == 1
+        share = np.bincount(chosen, minlength=len(config.catalog)) / len(chosen)
+        np.testing.assert_allclose(share, probs.mean(axis=0), atol=0.1)
