@@ -149,6 +149,15 @@ class RoutingStrategy(ABC):
         importance weights; None: all 1); returns training metrics."""
         raise NotImplementedError(f"strategy {self.name!r} does not learn online")
 
+    def check_batch(self, batch: list[Experience]) -> None:
+        """What learn() and errors() take: at least one experience, each naming an expert of the catalog."""
+        if not batch:
+            raise ValueError("learn() needs at least one experience")
+        n = len(self.catalog)
+        for e in batch:
+            if not 0 <= e.expert < n:
+                raise ValueError(f"experience names expert index {e.expert}, but there are {n} experts")
+
     def errors(self, batch: list[Experience]) -> np.ndarray | None:
         """|prediction error| of the current model on each experience, the replay's priorities (None: the strategy
         has none, and its replay is sampled uniformly)."""

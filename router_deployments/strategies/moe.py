@@ -211,16 +211,12 @@ class MoEStrategy(RoutingStrategy):
 
     def _targets(self, batch: list[Experience]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(embeddings, one-hot mask of the routed expert, its delivered quality in that column)."""
-        if not batch:
-            raise ValueError("learn() needs at least one experience")
-        n = len(self.catalog)
+        self.check_batch(batch)
         for e in batch:
-            if not 0 <= e.expert < n:
-                raise ValueError(f"experience names expert index {e.expert}, but there are {n} experts")
             if not (np.isfinite(e.quality) and 0.0 <= e.quality <= 1.0):
                 raise ValueError(f"experience quality must be in [0, 1], got {e.quality}")
         x = self._inputs(np.stack([e.embedding for e in batch]))
-        mask = F.one_hot(torch.tensor([e.expert for e in batch]), n).float()
+        mask = F.one_hot(torch.tensor([e.expert for e in batch]), len(self.catalog)).float()
         quality = mask * torch.tensor([e.quality for e in batch], dtype=torch.float32).unsqueeze(1)
         return x, mask, quality
 

@@ -267,12 +267,7 @@ class RLStrategy(RoutingStrategy):
 
     def _transitions(self, batch: list[Experience], objectives: np.ndarray, k: int) -> tuple[torch.Tensor, ...]:
         """(states, actions, rewards) of each experience under k objective-weight vectors each ([len * k, 4])."""
-        if not batch:
-            raise ValueError("learn() needs at least one experience")
-        n = len(self.catalog)
-        for e in batch:
-            if not 0 <= e.expert < n:
-                raise ValueError(f"experience names expert index {e.expert}, but there are {n} experts")
+        self.check_batch(batch)
 
         def per_row(attr: str) -> np.ndarray:
             return np.repeat(np.array([getattr(e, attr) for e in batch], dtype=np.float64), k)
