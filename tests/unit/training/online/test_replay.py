@@ -125,3 +125,17 @@ def test_the_learner_replays_by_the_strategies_errors(tmp_path, priority):
         # error, and draws follow them. Uniform: nothing is reported back and every draw is alike.
         assert (errors < t.replay.max_error).any() == (priority == "td")
         assert (np.ptp(t.replay.probabilities()) > 0) == (priority == "td")
+
+
+def test_a_mistyped_replay_or_blend_setting_is_refused_naming_it(tmp_path):
+    from pydantic import ValidationError
+
+    from router_deployments.strategies.outcome_head import OutcomeHeadConfig
+    from tests.unit.training.online.test_learner import learner_config
+
+    with pytest.raises(ValidationError, match="priority"):
+        learner_config(tmp_path, replay={"priority": "tderror"})
+    with pytest.raises(ValidationError, match="alpah"):
+        learner_config(tmp_path, replay={"alpah": 0.5})
+    with pytest.raises(ValidationError, match="blend"):
+        OutcomeHeadConfig(blend="evidense")
