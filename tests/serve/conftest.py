@@ -67,6 +67,37 @@ TEST_GRAPH = {
 }
 
 
+def learner_section(tmp, namespace: str, strategies: dict, **training) -> dict:
+    """The `learner` section of a test graph: its own store and policies under `tmp`, a publish after every update
+    (so that a test sees its feedback reach the routers), nothing held back; `training` overrides any of it."""
+    return {
+        "namespace": namespace,
+        "num_cpus": 0.1,
+        "poll_interval_s": 0.1,
+        "training": {
+            "store_path": str(tmp / "outcomes.db"),
+            "checkpoint_dir": str(tmp / "policies"),
+            "strategies": strategies,
+            "batch_size": 4,
+            "min_experiences": 1,
+            "publish_every_updates": 1,
+            "publish_every_s": None,
+            "holdback_fraction": 0.0,
+            **training,
+        },
+    }
+
+
+def stop_actors(namespace: str, *names: str) -> None:
+    """Kill the named detached actors a test graph left behind (the learner, the rate limiter, the ledger), if
+    they exist: they outlive serve.delete by design."""
+    for name in names or ("routerllm-learner",):
+        try:
+            ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
+        except ValueError:
+            pass
+
+
 @pytest.fixture(scope="module")
 def graph_url(ray_session):
     """The graph on a real HTTP port; torn down after the module."""

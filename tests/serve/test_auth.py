@@ -7,7 +7,6 @@ import time
 import httpx
 import openai
 import pytest
-import ray
 import yaml
 from ray import serve
 
@@ -15,7 +14,7 @@ from serve_app.builder import build_app
 from serve_app.config import AppConfig
 from serve_app.ingress import app as ingress_app
 from tests.serve import test_console
-from tests.serve.conftest import EXPERT_FIGURES, TEST_GRAPH
+from tests.serve.conftest import EXPERT_FIGURES, TEST_GRAPH, learner_section, stop_actors
 
 pytestmark = pytest.mark.serve
 
@@ -49,22 +48,7 @@ def auth_graph(tmp, data: str) -> dict:
         "feedback_per_min": 20,
         "namespace": NAMESPACE,
     }
-    graph["learner"] = {
-        "namespace": NAMESPACE,
-        "num_cpus": 0.1,
-        "poll_interval_s": 0.1,
-        "training": {
-            "store_path": str(tmp / "outcomes.db"),
-            "checkpoint_dir": str(tmp / "policies"),
-            "strategies": {"moe": {"config": moe}},
-            "batch_size": 4,
-            "min_experiences": 1,
-            "publish_every_updates": 1,
-            "publish_every_s": None,
-            "holdback_fraction": 0.0,
-            "feedback_cap_per_key": None,
-        },
-    }
+    graph["learner"] = learner_section(tmp, NAMESPACE, {"moe": {"config": moe}}, feedback_cap_per_key=None)
     return graph
 
 
@@ -79,11 +63,7 @@ def auth_url(ray_session, tmp_path_factory, routerbench_dir):
     serve.run(app, name="routerllm-auth", route_prefix=PREFIX)
     yield ray_session + PREFIX
     serve.delete("routerllm-auth")
-    for name in ("routerllm-learner", "routerllm-rate-limits"):
-        try:
-            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
-        except ValueError:
-            pass
+    stop_actors(NAMESPACE, "routerllm-learner", "routerllm-rate-limits")
 
 
 @pytest.fixture(scope="module")

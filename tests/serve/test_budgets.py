@@ -10,13 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-import ray
 import yaml
 from ray import serve
 
 from serve_app.builder import build_app
 from serve_app.config import AppConfig
-from tests.serve.conftest import TEST_GRAPH
+from tests.serve.conftest import TEST_GRAPH, stop_actors
 from training.report import write_report
 
 pytestmark = pytest.mark.serve
@@ -72,11 +71,7 @@ def budget_graph(ray_session, tmp_path_factory):
     serve.run(build_app(config), name="routerllm-budgets", route_prefix="/budgets")
     yield ray_session + "/budgets", store, tmp
     serve.delete("routerllm-budgets")
-    for name in (LEDGER, "routerllm-learner"):
-        try:
-            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
-        except ValueError:
-            pass
+    stop_actors(NAMESPACE, LEDGER, "routerllm-learner")
 
 
 def chat(url: str, user: str | None = None, **extra) -> httpx.Response:

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-import ray
 import yaml
 from ray import serve
 
 from serve_app.builder import build_app
 from serve_app.config import REPO_ROOT, AppConfig
-from tests.serve.conftest import TEST_GRAPH
+from tests.serve.conftest import TEST_GRAPH, learner_section, stop_actors
 
 pytestmark = pytest.mark.serve
 
@@ -64,25 +63,12 @@ def console_graph(tmp: Path) -> dict:
         "default_strategy": "moe",
         "num_cpus": 0.1,
     }
-    graph["learner"] = {
-        "namespace": NAMESPACE,
-        "num_cpus": 0.1,
-        "poll_interval_s": 0.1,
-        "training": {
-            "store_path": str(tmp / "outcomes.db"),
-            "checkpoint_dir": str(tmp / "policies"),
-            # moe explores by default now; the page's checks need a deterministic moe.
-            "strategies": {
-                "moe": {"config": MOE, "epsilon_start": 0.0, "epsilon_end": 0.0},
-                "rl": {"config": {"hidden": [16, 16]}},
-            },
-            "batch_size": 4,
-            "min_experiences": 1,
-            "publish_every_updates": 1,
-            "publish_every_s": None,
-            "holdback_fraction": 0.0,
-        },
+    # moe explores by default now; the page's checks need a deterministic moe.
+    strategies = {
+        "moe": {"config": MOE, "epsilon_start": 0.0, "epsilon_end": 0.0},
+        "rl": {"config": {"hidden": [16, 16]}},
     }
+    graph["learner"] = learner_section(tmp, NAMESPACE, strategies)
     return graph
 
 
@@ -92,10 +78,7 @@ def console_url(ray_session, tmp_path_factory):
     serve.run(build_app(config), name="routerllm-console", route_prefix=PREFIX)
     yield ray_session + PREFIX
     serve.delete("routerllm-console")
-    try:
-        ray.kill(ray.get_actor("routerllm-learner", namespace=NAMESPACE), no_restart=True)
-    except ValueError:
-        pass
+    stop_actors(NAMESPACE)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from ray import serve
 
 from serve_app.builder import build_app
 from serve_app.config import AppConfig
-from tests.serve.conftest import TEST_GRAPH
+from tests.serve.conftest import TEST_GRAPH, stop_actors
 
 pytestmark = pytest.mark.serve
 
@@ -45,10 +45,7 @@ def test_a_learner_that_cannot_be_placed_fails_the_graph_naming_its_ask(ray_sess
         assert f"the cluster has {total:g} CPUs" in message and "lower learner.num_cpus" in message
     finally:
         serve.delete(APP)
-        try:
-            ray.kill(ray.get_actor("routerllm-learner", namespace=NAMESPACE), no_restart=True)
-        except ValueError:
-            pass
+        stop_actors(NAMESPACE)
 
 
 def _deploy(graph: dict, name: str, prefix: str):
@@ -88,7 +85,4 @@ def test_a_running_learner_with_another_config_is_refused_naming_the_field(ray_s
     finally:
         for app in ("routerllm-first", "routerllm-changed"):
             serve.delete(app)
-        try:
-            ray.kill(ray.get_actor("routerllm-learner", namespace=namespace), no_restart=True)
-        except ValueError:
-            pass
+        stop_actors(namespace)

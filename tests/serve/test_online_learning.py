@@ -12,7 +12,7 @@ from ray import serve
 
 from serve_app.builder import build_app
 from serve_app.config import AppConfig
-from tests.serve.conftest import TEST_GRAPH
+from tests.serve.conftest import TEST_GRAPH, learner_section, stop_actors
 
 pytestmark = pytest.mark.serve
 
@@ -36,29 +36,12 @@ def learning_url(ray_session, tmp_path_factory):
         "num_replicas": 2,
         "num_cpus": 0.1,
     }
-    graph["learner"] = {
-        "namespace": NAMESPACE,
-        "num_cpus": 0.1,
-        "poll_interval_s": 0.1,
-        "training": {
-            "store_path": str(tmp / "outcomes.db"),
-            "checkpoint_dir": str(tmp / "policies"),
-            "strategies": {"moe": {"config": MOE}},
-            "batch_size": 4,
-            "min_experiences": 2,
-            "publish_every_updates": 1,
-            "publish_every_s": None,
-            "holdback_fraction": 0.0,
-        },
-    }
+    graph["learner"] = learner_section(tmp, NAMESPACE, {"moe": {"config": MOE}}, min_experiences=2)
     config = AppConfig.model_validate(yaml.safe_load(yaml.safe_dump(graph)))
     serve.run(build_app(config), name="routerllm-learning", route_prefix="/learn")
     yield ray_session + "/learn"
     serve.delete("routerllm-learning")
-    try:
-        ray.kill(ray.get_actor("routerllm-learner", namespace=NAMESPACE), no_restart=True)
-    except ValueError:
-        pass
+    stop_actors(NAMESPACE)
 
 
 def chat(url: str, **extra) -> dict:

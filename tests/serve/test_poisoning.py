@@ -7,12 +7,12 @@ import time
 
 import httpx
 import pytest
-import ray
 import yaml
 from ray import serve
 
 from serve_app.builder import build_app
 from serve_app.config import AppConfig
+from tests.serve.conftest import stop_actors
 from tests.serve.test_auth import auth_graph, bearer
 
 pytestmark = pytest.mark.serve
@@ -37,11 +37,7 @@ def poisoning_url(ray_session, tmp_path_factory, routerbench_dir):
     serve.run(app, name="routerllm-poisoning", route_prefix="/poison")
     yield ray_session + "/poison"
     serve.delete("routerllm-poisoning")
-    for name in ("routerllm-learner", "routerllm-rate-limits"):
-        try:
-            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
-        except ValueError:
-            pass
+    stop_actors(NAMESPACE, "routerllm-learner", "routerllm-rate-limits")
 
 
 @pytest.fixture(scope="module")

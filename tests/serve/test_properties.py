@@ -12,7 +12,6 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-import ray
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,7 +19,7 @@ from ray import serve
 
 from serve_app.builder import build_app
 from serve_app.config import AppConfig
-from tests.serve.conftest import EXPERT_FIGURES
+from tests.serve.conftest import EXPERT_FIGURES, stop_actors
 
 pytestmark = pytest.mark.serve
 
@@ -69,10 +68,7 @@ def url(ray_session, tmp_path_factory):
     serve.run(build_app(config), name="routerllm-properties", route_prefix="/")
     yield ray_session
     serve.delete("routerllm-properties")
-    try:
-        ray.kill(ray.get_actor("routerllm-learner", namespace=NAMESPACE), no_restart=True)
-    except ValueError:
-        pass
+    stop_actors(NAMESPACE)
 
 
 @pytest.fixture(scope="module")

@@ -16,13 +16,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-import ray
 import yaml
 from ray import serve
 
 from serve_app.builder import build_app
 from serve_app.config import AppConfig
-from tests.serve.conftest import EXPERT_FIGURES
+from tests.serve.conftest import EXPERT_FIGURES, stop_actors
 from training.online.outcome_store import OutcomeStore
 
 pytestmark = pytest.mark.serve
@@ -146,10 +145,7 @@ def url(ray_session, endpoints, tmp_path_factory):
     serve.run(build_app(config), name="routerllm-resilience", route_prefix="/")
     yield ray_session, tmp / "outcomes.db"
     serve.delete("routerllm-resilience")
-    try:
-        ray.kill(ray.get_actor(ACTOR, namespace=NAMESPACE), no_restart=True)
-    except ValueError:
-        pass
+    stop_actors(NAMESPACE, ACTOR)
 
 
 def post(base: str, path: str, body: dict, timeout: float = 60) -> httpx.Response:

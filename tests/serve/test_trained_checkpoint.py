@@ -11,7 +11,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import ray
 import yaml
 from ray import serve
 
@@ -19,7 +18,7 @@ from router_deployments.objectives import merge_weights
 from router_deployments.strategies import RouteContext, build_strategy
 from serve_app.builder import build_app
 from serve_app.config import AppConfig
-from tests.serve.conftest import TEST_GRAPH
+from tests.serve.conftest import TEST_GRAPH, stop_actors
 from training.data.embedding_cache import embed_texts
 from training.data.routerbench import PRESETS
 
@@ -85,10 +84,7 @@ def checkpoint_url(ray_session, trained, tmp_path_factory):
     serve.run(build_app(config), name="routerllm-trained", route_prefix="/trained")
     yield ray_session + "/trained", config
     serve.delete("routerllm-trained")
-    try:
-        ray.kill(ray.get_actor("routerllm-learner", namespace=NAMESPACE), no_restart=True)
-    except ValueError:
-        pass
+    stop_actors(NAMESPACE)
 
 
 def route(url: str, **router) -> dict:
