@@ -86,6 +86,9 @@ class OnlineBenchConfig:
     seed: int = 0
     holdout: float = 0.3
     """Fraction of prompts (stratified by task) held out of the stream to evaluate the final policies."""
+    set_aside: float = 0.1
+    """Fraction of the rest (stratified by task) that rates the experts (the catalog's quality priors and prices,
+    where a cold learner's head starts) and is never streamed; 0 rates them on the stream itself."""
     limit: int | None = None
     """Use at most this many prompts (a stratified sample), for quick runs."""
     strategies: list[str] = field(default_factory=lambda: ["rl", "moe"])
@@ -174,7 +177,8 @@ class LearnerRouter:
 
 # --- set-up ---------------------------------------------------------------------------------------------
 def prepare_stream(config: OnlineBenchConfig) -> Stream:
-    """The benchmark's data (training/data/prepared.py, `holdout` held out) replayed `passes` times."""
+    """The benchmark's data (training/data/prepared.py, `holdout` held out, `set_aside` rating the experts) replayed
+    `passes` times."""
     data = prepared.prepare(
         config.data,
         config.experts,
@@ -183,9 +187,13 @@ def prepare_stream(config: OnlineBenchConfig) -> Stream:
         seed=config.seed,
         embedder=config.embedder,
     )
+    data, n_set_aside = prepared.set_aside(data, config.set_aside, config.seed, source=config.data)
     if config.shift is not None:
-        return Stream.shifted(data, config.shift, config.lam, config.seed)
-    return Stream.replay(data, config.passes, config.lam, config.seed)
+        stream = Stream.shifted(data, config.shift, config.lam, config.seed)
+    else:
+        stream = Stream.replay(data, config.passes, config.lam, config.seed)
+    stream.n_set_aside = n_set_aside
+    return stream
 
 
 def warm_checkpoint(name: str, stream: Stream, config: OnlineBenchConfig, root: Path) -> str:
@@ -258,6 +266,7 @@ def run_online_bench(
         "experts": stream.catalog.names,
         "n_train": len(stream.train),
         "n_held_out": len(stream.held_out),
+        "n_set_aside": stream.n_set_aside,
         "n_stream": len(stream.rows),
         "max_mean_cost": stream.max_mean_cost,
         "references": references(stream),

@@ -25,6 +25,13 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lam", type=float, default=0.1, help="cost weight of the reward (score - lam * cost)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, the stream order and the learners")
     parser.add_argument("--holdout", type=float, default=0.3, help="fraction held out to evaluate final policies")
+    parser.add_argument(
+        "--set-aside",
+        type=float,
+        default=0.1,
+        help="fraction of the rest that rates the experts (the catalog's priors and prices) and is never streamed; "
+        "0 rates them on the stream itself",
+    )
     parser.add_argument("--limit", type=int, default=None, help="at most N prompts (quick runs)")
     parser.add_argument("--strategies", default="rl,moe", help="online learners to run (comma list)")
     parser.add_argument("--starts", default="cold,warm", help="cold and/or warm (from an offline fit)")
@@ -85,6 +92,7 @@ def run_bench_online(args: argparse.Namespace) -> int:
         lam=args.lam,
         seed=args.seed,
         holdout=args.holdout,
+        set_aside=args.set_aside,
         limit=args.limit,
         strategies=names(args.strategies),
         starts=names(args.starts),

@@ -85,3 +85,29 @@ def prepare(
         held_out_embeddings=embed(held_out_table.prompts, embedder),
         catalog=catalog_from_table(train_table, data=train),
     )
+
+
+def set_aside(data: PreparedData, fraction: float, seed: int = 0, source: str = "") -> tuple[PreparedData, int]:
+    """Move a task-stratified `fraction` of the training rows out of `data.train` and rate the catalog on them.
+
+    What an operator knows before serving: each expert's quality and price on a small benchmark of its own, not on
+    the traffic it is about to route. The online benchmark streams the rest, so a cold learner's prior (the
+    catalog's quality_prior, outcome_head.py) is not the stream's own per-expert mean, the best fixed expert in
+    hindsight. Returns the reduced data and the number of rows set aside; fraction 0 returns `data` unchanged (the
+    catalog then rates the experts on the rows that are streamed)."""
+    if fraction == 0:
+        return data, 0
+    if not 0 < fraction < 1:
+        raise ValueError(f"the set-aside fraction must be in [0, 1), got {fraction}")
+    keep, rate = data.train.split_rows(test_fraction=fraction, seed=seed)
+    if len(rate) == 0 or len(keep) == 0:
+        raise ValueError(f"a set-aside of {fraction} of {len(data.train)} training prompts leaves one part empty")
+    rated = data.train.subset(rate)
+    reduced = PreparedData(
+        train=data.train.subset(keep),
+        held_out=data.held_out,
+        train_embeddings=data.train_embeddings[keep],
+        held_out_embeddings=data.held_out_embeddings,
+        catalog=catalog_from_table(rated, data=source),
+    )
+    return reduced, len(rate)

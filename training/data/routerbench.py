@@ -96,8 +96,8 @@ class OutcomeTable:
             missing_scores=self.missing_scores,
         )
 
-    def split(self, test_fraction: float = 0.3, seed: int = 0) -> tuple[OutcomeTable, OutcomeTable]:
-        """Random split stratified by task, so both halves see every task in proportion."""
+    def split_rows(self, test_fraction: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Row indices of a random split stratified by task, so both halves see every task in proportion."""
         rng = np.random.default_rng(seed)
         train, test = [], []
         tasks = np.array(self.tasks)
@@ -107,7 +107,12 @@ class OutcomeTable:
             n_test = int(round(len(idx) * test_fraction))
             test.extend(idx[:n_test])
             train.extend(idx[n_test:])
-        return self.subset(sorted(train)), self.subset(sorted(test))
+        return np.array(sorted(train), dtype=int), np.array(sorted(test), dtype=int)
+
+    def split(self, test_fraction: float = 0.3, seed: int = 0) -> tuple[OutcomeTable, OutcomeTable]:
+        """The tables of split_rows."""
+        train, test = self.split_rows(test_fraction, seed)
+        return self.subset(train), self.subset(test)
 
 
 def load_routerbench(path: str | Path | list, models: list[str] | None = None) -> OutcomeTable:

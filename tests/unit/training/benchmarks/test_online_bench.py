@@ -29,7 +29,8 @@ def test_bench_online_smoke(routerbench_dir, tmp_path, capsys, fake_embeddings):
     expected = {"rl-cold", "rl-warm", "moe-cold", "moe-warm"} | ({"vw-squarecb"} if HAS_VW else set())
     assert set(results["routers"]) == expected
     n = results["n_train"]
-    assert results["n_stream"] == 2 * n and n + results["n_held_out"] == 80
+    assert results["n_stream"] == 2 * n and n + results["n_set_aside"] + results["n_held_out"] == 80
+    assert results["n_set_aside"] == round(0.1 * (80 - results["n_held_out"]))  # rates the catalog, never streamed
     refs = results["references"]
     assert refs["random"]["average_reward"] <= refs["best_fixed"]["average_reward"] <= refs["oracle"]["average_reward"]
     per_task = refs["best_fixed_per_task"]  # in hindsight, per task: never below one expert for all, never the oracle

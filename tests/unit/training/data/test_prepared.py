@@ -51,8 +51,11 @@ def test_stratified_sample_keeps_small_tables_whole(routerbench_dir):
 
 
 def test_the_online_stream_replays_the_same_preparation_as_the_offline_bench(routerbench_dir, fake_embeddings):
-    """bench --split S --limit N --seed K and bench-online --holdout S --limit N --seed K see the same prompts."""
-    config = OnlineBenchConfig(data=str(routerbench_dir), out="unused", holdout=0.3, limit=90, seed=2, passes=3)
+    """bench --split S --limit N --seed K and bench-online --holdout S --limit N --seed K --set-aside 0 see the same
+    prompts."""
+    config = OnlineBenchConfig(
+        data=str(routerbench_dir), out="unused", holdout=0.3, limit=90, seed=2, passes=3, set_aside=0.0
+    )
     stream = prepare_stream(config)
     offline = prepared.prepare(str(routerbench_dir), "seed4", split=0.3, limit=90, seed=2)
     assert stream.train.sample_ids == offline.train.sample_ids
@@ -64,3 +67,39 @@ def test_the_online_stream_replays_the_same_preparation_as_the_offline_bench(rou
         sorted(stream.rows[p * n : (p + 1) * n]) == list(range(n)) for p in range(3)
     )
     assert stream.max_mean_cost == pytest.approx(float(stream.train.costs.mean(axis=0).max()))
+
+
+def test_set_aside_rates_the_catalog_on_rows_that_are_not_streamed(routerbench_dir, fake_embeddings):
+    data = prepared.prepare(str(routerbench_dir), "seed4", split=0.3, limit=200, seed=1)
+    reduced, n = prepared.set_aside(data, 0.2, seed=1, source=str(routerbench_dir))
+    keep, rating = data.train.split_rows(0.2, seed=1)
+    assert n == len(rating) == round(0.2 * len(data.train)) and len(reduced.train) == len(keep) == len(data.train) - n
+    assert not set(keep) & set(rating)
+    assert reduced.train.sample_ids == [data.train.sample_ids[i] for i in keep]
+    assert reduced.held_out.sample_ids == data.held_out.sample_ids
+    np.testing.assert_array_equal(reduced.train_embeddings, data.train_embeddings[keep])
+    # Each expert's quality prior is its mean score on the rows set aside, not on the rows streamed.
+    priors = np.array([e.quality_prior for e in reduced.catalog.experts])
+    np.testing.assert_allclose(priors, data.train.scores[rating].mean(axis=0), atol=1e-6)
+    assert not np.allclose(priors, reduced.train.scores.mean(axis=0), atol=1e-3)
+    # Stratified by task: every task is on both sides.
+    assert {data.train.tasks[i] for i in rating} == set(reduced.train.tasks) == set(data.train.tasks)
+    same, none = prepared.set_aside(data, 0.0)
+    assert same is data and none == 0
+
+
+@pytest.mark.parametrize("fraction", [1.0, -0.1, 0.999])
+def test_a_set_aside_that_leaves_nothing_is_refused(routerbench_dir, fake_embeddings, fraction):
+    data = prepared.prepare(str(routerbench_dir), "seed4", split=0.3, limit=40, seed=0)
+    with pytest.raises(ValueError, match="set-aside"):
+        prepared.set_aside(data, fraction)
+
+
+def test_the_online_stream_never_replays_the_rows_that_rated_its_catalog(routerbench_dir, fake_embeddings):
+    config = OnlineBenchConfig(data=str(routerbench_dir), out="unused", limit=120, seed=2, passes=1, set_aside=0.25)
+    stream = prepare_stream(config)
+    offline = prepared.prepare(str(routerbench_dir), "seed4", split=0.3, limit=120, seed=2)
+    assert stream.n_set_aside == len(offline.train) - len(stream.train) > 0
+    assert set(stream.train.sample_ids) <= set(offline.train.sample_ids)
+    assert stream.held_out.sample_ids == offline.held_out.sample_ids
+    assert len(stream.rows) == len(stream.train)
