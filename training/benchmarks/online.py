@@ -1,6 +1,7 @@
 """Online benchmark: replay a stream of prompts through routers that learn from feedback as they serve.
 
-The stream is `passes` shuffled passes over the training part of a RouterBench table (the rest is held out); the
+The stream is `passes` shuffled passes over the training part of a RouterBench table (the rest is held out), less a
+`set_aside` slice that rates the experts (the catalog a cold learner's prior comes from) and is never streamed; the
 reward of a choice is what that expert recorded on the prompt (stream.py). Routers under test:
 - the online learners (rl, moe), cold start or warm-started from an offline fit on the training part, driven
   through the same OnlineLearner the learner actor wraps: outcomes and feedback go into its store, `step()` trains
