@@ -56,6 +56,10 @@ def online_table(results: dict[str, Any]) -> str:
             f"best fixed per task (hindsight, reads the task label): {per_task['average_reward']:.4f} on the stream, "
             f"{per_task['held_out']['reward']:.4f} held out (best fixed {refs['best_fixed']['held_out']['reward']:.4f})"
         )
+    if "n_set_aside" in results:
+        n = results["n_set_aside"]
+        rated = f"{n} set-aside prompts, never streamed" if n else "the stream"
+        lines.append(f"{results['n_stream']} requests streamed; the catalog's priors and prices were rated on {rated}")
     if "shift" in results:
         lines += ["", shift_table(results["shift"])]
     return "\n".join(lines)

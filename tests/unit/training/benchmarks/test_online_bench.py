@@ -44,7 +44,9 @@ def test_bench_online_smoke(routerbench_dir, tmp_path, capsys, fake_embeddings):
         if name != "vw-squarecb":
             assert r["publishes"] > 1 and r["live_version"] > 1
             assert set(results["targets"][name]) == {"beats_best_fixed", "beats_vw"}
-    assert "rl-cold" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "rl-cold" in printed
+    assert f"rated on {results['n_set_aside']} set-aside prompts, never streamed" in printed
 
 
 class FixedRouter:
