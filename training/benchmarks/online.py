@@ -188,13 +188,10 @@ def prepare_stream(config: OnlineBenchConfig) -> Stream:
         seed=config.seed,
         embedder=config.embedder,
     )
-    data, n_set_aside = prepared.set_aside(data, config.set_aside, config.seed, source=config.data)
+    data = prepared.set_aside(data, config.set_aside, config.seed, source=config.data)
     if config.shift is not None:
-        stream = Stream.shifted(data, config.shift, config.lam, config.seed)
-    else:
-        stream = Stream.replay(data, config.passes, config.lam, config.seed)
-    stream.n_set_aside = n_set_aside
-    return stream
+        return Stream.shifted(data, config.shift, config.lam, config.seed)
+    return Stream.replay(data, config.passes, config.lam, config.seed)
 
 
 def warm_checkpoint(name: str, stream: Stream, config: OnlineBenchConfig, root: Path) -> str:

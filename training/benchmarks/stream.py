@@ -31,8 +31,6 @@ class Stream(PreparedData):
     max_mean_cost: float
     shift_at: int | None = None
     """Event where phase 2 of a shift scenario starts (shift.py); None for a plain replay."""
-    n_set_aside: int = 0
-    """Training prompts set aside to rate the experts (prepared.set_aside), not streamed."""
 
     @classmethod
     def replay(cls, data: PreparedData, passes: int, lam: float, seed: int) -> Stream:

@@ -8,7 +8,7 @@ through the on-disk cache of training/data/embedding_cache.py) to run without th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,6 +28,8 @@ class PreparedData:
     """[len(held_out), dim] unit embeddings of held_out.prompts."""
     catalog: ExpertCatalog
     """The experts of the tables, priced and described from the training rows (catalog_from_table)."""
+    n_set_aside: int = field(default=0, kw_only=True)
+    """Training rows moved out by set_aside to rate the catalog instead (0: the catalog rates the training rows)."""
 
 
 def embed(texts: list[str], embedder: str | None = None) -> np.ndarray:
@@ -87,27 +89,26 @@ def prepare(
     )
 
 
-def set_aside(data: PreparedData, fraction: float, seed: int = 0, source: str = "") -> tuple[PreparedData, int]:
+def set_aside(data: PreparedData, fraction: float, seed: int = 0, source: str = "") -> PreparedData:
     """Move a task-stratified `fraction` of the training rows out of `data.train` and rate the catalog on them.
 
     What an operator knows before serving: each expert's quality and price on a small benchmark of its own, not on
     the traffic it is about to route. The online benchmark streams the rest, so a cold learner's prior (the
     catalog's quality_prior, outcome_head.py) is not the stream's own per-expert mean, the best fixed expert in
-    hindsight. Returns the reduced data and the number of rows set aside; fraction 0 returns `data` unchanged (the
-    catalog then rates the experts on the rows that are streamed)."""
+    hindsight. The reduced data counts them in `n_set_aside`; fraction 0 returns `data` unchanged (the catalog then
+    rates the experts on the rows that are streamed)."""
     if fraction == 0:
-        return data, 0
+        return data
     if not 0 < fraction < 1:
         raise ValueError(f"the set-aside fraction must be in [0, 1), got {fraction}")
     keep, rate = data.train.split_rows(test_fraction=fraction, seed=seed)
     if len(rate) == 0 or len(keep) == 0:
         raise ValueError(f"a set-aside of {fraction} of {len(data.train)} training prompts leaves one part empty")
-    rated = data.train.subset(rate)
-    reduced = PreparedData(
+    return PreparedData(
         train=data.train.subset(keep),
         held_out=data.held_out,
         train_embeddings=data.train_embeddings[keep],
         held_out_embeddings=data.held_out_embeddings,
-        catalog=catalog_from_table(rated, data=source),
+        catalog=catalog_from_table(data.train.subset(rate), data=source),
+        n_set_aside=len(rate),
     )
-    return reduced, len(rate)

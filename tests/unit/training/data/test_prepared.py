@@ -71,9 +71,11 @@ def test_the_online_stream_replays_the_same_preparation_as_the_offline_bench(rou
 
 def test_set_aside_rates_the_catalog_on_rows_that_are_not_streamed(routerbench_dir, fake_embeddings):
     data = prepared.prepare(str(routerbench_dir), "seed4", split=0.3, limit=200, seed=1)
-    reduced, n = prepared.set_aside(data, 0.2, seed=1, source=str(routerbench_dir))
+    reduced = prepared.set_aside(data, 0.2, seed=1, source=str(routerbench_dir))
     keep, rating = data.train.split_rows(0.2, seed=1)
-    assert n == len(rating) == round(0.2 * len(data.train)) and len(reduced.train) == len(keep) == len(data.train) - n
+    n = reduced.n_set_aside
+    assert data.n_set_aside == 0 and n == len(rating) == round(0.2 * len(data.train))
+    assert len(reduced.train) == len(keep) == len(data.train) - n
     assert not set(keep) & set(rating)
     assert reduced.train.sample_ids == [data.train.sample_ids[i] for i in keep]
     assert reduced.held_out.sample_ids == data.held_out.sample_ids
@@ -84,12 +86,11 @@ def test_set_aside_rates_the_catalog_on_rows_that_are_not_streamed(routerbench_d
     assert not np.allclose(priors, reduced.train.scores.mean(axis=0), atol=1e-3)
     # Stratified by task: every task is on both sides.
     assert {data.train.tasks[i] for i in rating} == set(reduced.train.tasks) == set(data.train.tasks)
-    same, none = prepared.set_aside(data, 0.0)
-    assert same is data and none == 0
+    assert prepared.set_aside(data, 0.0) is data
 
 
 @pytest.mark.parametrize("fraction", [1.0, -0.1, 0.999])
-def test_a_set_aside_that_leaves_nothing_is_refused(routerbench_dir, fake_embeddings, fraction):
+def test_a_set_aside_outside_0_1_or_leaving_a_side_empty_is_refused(routerbench_dir, fake_embeddings, fraction):
     data = prepared.prepare(str(routerbench_dir), "seed4", split=0.3, limit=40, seed=0)
     with pytest.raises(ValueError, match="set-aside"):
         prepared.set_aside(data, fraction)
