@@ -203,6 +203,38 @@ def observe_experiences(head: BayesianOutcomeHead, batch: list, profile: ExpertP
     return {"head_observed": float(head.count.sum())}
 
 
+def observe_rated(
+    head: BayesianOutcomeHead, embeddings: np.ndarray, scores: np.ndarray, costs: np.ndarray, profile: ExpertProfile
+) -> dict[str, float]:
+    """Add a rating benchmark to `head`: every expert's recorded outcome on every prompt (full information).
+
+    What an operator measured before serving (a RouterBench-style table of its experts: scores and USD costs
+    [n_prompts, n_experts], prompts embedded [n_prompts, dim]); the head's posterior then starts from those outcomes
+    per prompt instead of the catalog's means alone, the way PILOT starts its LinUCB from an offline preference prior
+    and vLLM Semantic Router seeds its Beta posteriors with offline quality. Carbon and latency are recorded per
+    call by no such table: they stay at the catalog's figures (no residual). Returns {"head_observed": n}."""
+    scores, costs = np.asarray(scores, dtype=np.float64), np.asarray(costs, dtype=np.float64)
+    n_prompts, n_experts = scores.shape
+    if costs.shape != scores.shape or len(embeddings) != n_prompts or n_experts != len(head.prior):
+        raise ValueError(
+            f"a rating table needs scores and costs [prompts, {len(head.prior)} experts] and one embedding per prompt, "
+            f"got scores {scores.shape}, costs {costs.shape}, {len(embeddings)} embeddings"
+        )
+    cost_scale = max(float(profile.cost.max()), 1e-12)
+    for j in range(n_experts):
+        outcomes = np.stack(
+            [
+                scores[:, j],
+                costs[:, j] / cost_scale,
+                np.full(n_prompts, profile.carbon_norm[j]),
+                np.full(n_prompts, profile.latency_norm[j]),
+            ],
+            axis=1,
+        )
+        head.observe(embeddings, np.full(n_prompts, j), outcomes)
+    return {"head_observed": float(head.count.sum())}
+
+
 def split_head_state(state: dict[str, Any], prefix: str = "head.") -> tuple[dict[str, Any], dict[str, Any]]:
     """(the network's tensors, the head's tensors) of a strategy's state dict."""
     head = {k: v for k, v in state.items() if k.startswith(prefix)}

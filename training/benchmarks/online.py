@@ -30,7 +30,8 @@ import numpy as np
 from tqdm import tqdm
 
 from router_deployments.objectives import ObjectiveWeights
-from router_deployments.strategies import RouteContext
+from router_deployments.strategies import RouteContext, get_strategy_class
+from router_deployments.strategies.outcome_head import observe_rated
 from training.benchmarks.plots import plot_learning_curves
 from training.benchmarks.shift import ShiftPlan, old_task_rows, phase_figures
 from training.benchmarks.stream import Stream, StreamRouter, held_out_figures, references, replay_stream, window_means
@@ -72,7 +73,7 @@ HEAD: dict[str, Any] = {"head": {"features": 0, "ridge": 30.0, "blend": "evidenc
 STRATEGY_CONFIG: dict[str, dict[str, Any]] = {"rl": {**HEAD}, "moe": {"learning_rate": 3e-3, **HEAD}}
 # thompson_scale 0.1 (utility noise sd of the posterior draws; chosen on seed 0's stream average of seed4 lam 0.5
 # and mix4 lam 0.1, never on held-out prompts: 0.3 explored too much, 0.4730 and 0.7833 against 0.4791 and 0.7981).
-START_CONFIG: dict[str, dict[str, Any]] = {"cold": {"thompson_scale": 0.1}, "warm": {"network_weight": 0.5}}
+START_CONFIG: dict[str, dict[str, Any]] = {"cold": {"thompson_scale": 0.15}, "warm": {"network_weight": 0.5}}
 
 
 @dataclass
@@ -90,6 +91,10 @@ class OnlineBenchConfig:
     set_aside: float = 0.1
     """Fraction of the rest (stratified by task) that rates the experts (the catalog's quality priors and prices,
     where a cold learner's head starts) and is never streamed; 0 rates them on the stream itself."""
+    rating_prior: bool = True
+    """Seed cold learners' heads and VW with the set-aside rows' outcomes, every expert on every prompt
+    (outcome_head.observe_rated; VowpalWabbitRouter.pretrain): the operator's rating benchmark as a per-prompt prior,
+    not only the catalog's means. In the shift scenario only the old tasks' rows, as for the warm starts."""
     limit: int | None = None
     """Use at most this many prompts (a stratified sample), for quick runs."""
     strategies: list[str] = field(default_factory=lambda: ["rl", "moe"])
@@ -210,15 +215,40 @@ def warm_checkpoint(name: str, stream: Stream, config: OnlineBenchConfig, root: 
     return str(path)
 
 
+def rating_rows(stream: Stream, config: OnlineBenchConfig) -> np.ndarray:
+    """Rows of the set-aside rating table that may seed a learner: all of them, or in the shift scenario those of
+    the old tasks (the new task stays unseen until phase 2, as for the warm starts); none without a rating prior."""
+    if not config.rating_prior or stream.rating is None:
+        return np.arange(0)
+    if config.shift is None:
+        return np.arange(len(stream.rating))
+    return old_task_rows(stream.rating.tasks, config.shift)
+
+
+def rated_checkpoint(name: str, strategy_config: dict[str, Any], stream: Stream, rows: np.ndarray, root: Path) -> str:
+    """A checkpoint of an untrained `name` whose head has observed the rating rows (outcome_head.observe_rated):
+    the cold start of a learner that knows the operator's rating benchmark prompt by prompt."""
+    cls = get_strategy_class(name)
+    strategy = cls(stream.catalog, cls.Config(**strategy_config))
+    table = stream.rating.subset(rows)
+    observed = observe_rated(strategy.head, stream.rating_embeddings[rows], table.scores, table.costs, strategy.profile)
+    path = root / "rated" / name
+    strategy.save(path, metrics={"initial": "cold, head seeded by the rating table", **observed})
+    return str(path)
+
+
 def build_learner(name: str, start: str, stream: Stream, config: OnlineBenchConfig, root: Path) -> OnlineLearner:
     """An OnlineLearner over an in-memory store, training one strategy, as the benchmark runs it."""
-    warm = warm_checkpoint(name, stream, config, root) if start == "warm" else None
     strategy_config = {
         **STRATEGY_CONFIG.get(name, {}),
         **START_CONFIG[start],
         **config.strategy_config.get(name, {}),
         "seed": config.seed,
     }
+    warm = warm_checkpoint(name, stream, config, root) if start == "warm" else None
+    rows = rating_rows(stream, config)
+    if start == "cold" and len(rows) and strategy_config.get("head"):
+        warm = rated_checkpoint(name, strategy_config, stream, rows, root)
     exploration = {**EXPLORATION[start], **config.exploration.get(start, {})}
     training = StrategyTraining(warm_start=warm, config=strategy_config, **exploration)
     learner_config = LearnerConfig(
@@ -256,7 +286,7 @@ def run_online_bench(
                 n, build_learner(n, st, s, c, root), s, c.step_every
             )
     if config.vw:
-        factories["vw-squarecb"] = lambda s, c, root: VowpalWabbitRouter(s, c.seed)
+        factories["vw-squarecb"] = lambda s, c, root: VowpalWabbitRouter(s, c.seed).pretrain(rating_rows(s, c))
     factories.update(extra_routers or {})
 
     results: dict[str, Any] = {
@@ -265,6 +295,7 @@ def run_online_bench(
         "n_train": len(stream.train),
         "n_held_out": len(stream.held_out),
         "n_set_aside": stream.n_set_aside,
+        "n_rating_prior": len(rating_rows(stream, config)),
         "n_stream": len(stream.rows),
         "max_mean_cost": stream.max_mean_cost,
         "references": references(stream),

@@ -60,6 +60,10 @@ def online_table(results: dict[str, Any]) -> str:
         n = results["n_set_aside"]
         rated = f"{n} set-aside prompts, never streamed" if n else "the stream"
         lines.append(f"{results['n_stream']} requests streamed; the catalog's priors and prices were rated on {rated}")
+        if results.get("n_rating_prior"):
+            lines.append(
+                f"cold heads and VW started from the outcomes of every expert on {results['n_rating_prior']} of them"
+            )
     if "shift" in results:
         lines += ["", shift_table(results["shift"])]
     return "\n".join(lines)

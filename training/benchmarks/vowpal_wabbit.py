@@ -32,6 +32,7 @@ class VowpalWabbitRouter:
         self.vw = Workspace(self.args)
         self.rng = np.random.default_rng(seed)
         self.pmf: np.ndarray | None = None
+        self.pretrained = 0
 
     def _example(self, embedding: np.ndarray, label: tuple[int, float, float] | None = None) -> list[str]:
         lines = ["shared |S " + " ".join(f"{i}:{v:.6f}" for i, v in enumerate(embedding))]
@@ -39,6 +40,20 @@ class VowpalWabbitRouter:
             prefix = f"0:{label[1]:.6f}:{label[2]:.6f} " if label and label[0] == j else ""
             lines.append(f"{prefix}|A e{j}")
         return lines
+
+    def pretrain(self, rows: np.ndarray) -> VowpalWabbitRouter:
+        """Learn the stream's rating table (stream.rating, the set-aside rows) at `rows` with full information: every
+        expert's reward on each prompt, logged with probability 1, prompts in a seeded order. The same rating prior
+        the cold learners' heads get (online.py, rating_prior), so VW starts from what they know. Returns self."""
+        if len(rows) == 0:
+            return self
+        table, embeddings = self.stream.rating, self.stream.rating_embeddings
+        rewards = self.stream.rewards(table)
+        for row in self.rng.permutation(np.asarray(rows)):
+            for j in range(len(self.stream.catalog)):
+                self.vw.learn(self._example(embeddings[row], (j, -float(rewards[row, j]), 1.0)))
+        self.pretrained = len(rows)
+        return self
 
     def _pmf(self, embedding: np.ndarray) -> np.ndarray:
         pmf = np.asarray(self.vw.predict(self._example(embedding)), dtype=np.float64)
@@ -57,4 +72,4 @@ class VowpalWabbitRouter:
         return np.array([int(np.argmax(self._pmf(e))) for e in embeddings])
 
     def summary(self) -> dict[str, Any]:
-        return {"vw_args": self.args}
+        return {"vw_args": self.args, "pretrained_prompts": self.pretrained}

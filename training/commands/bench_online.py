@@ -32,6 +32,13 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
         help="fraction of the rest that rates the experts (the catalog's priors and prices) and is never streamed; "
         "0 rates them on the stream itself",
     )
+    parser.add_argument(
+        "--rating-prior",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="seed cold learners' heads and VW with every expert's outcome on the set-aside prompts (the rating "
+        "benchmark as a per-prompt prior); --no-rating-prior: cold heads start from the catalog's means alone",
+    )
     parser.add_argument("--limit", type=int, default=None, help="at most N prompts (quick runs)")
     parser.add_argument("--strategies", default="rl,moe", help="online learners to run (comma list)")
     parser.add_argument("--starts", default="cold,warm", help="cold and/or warm (from an offline fit)")
@@ -93,6 +100,7 @@ def run_bench_online(args: argparse.Namespace) -> int:
         seed=args.seed,
         holdout=args.holdout,
         set_aside=args.set_aside,
+        rating_prior=args.rating_prior,
         limit=args.limit,
         strategies=names(args.strategies),
         starts=names(args.starts),

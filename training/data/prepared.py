@@ -30,6 +30,11 @@ class PreparedData:
     """The experts of the tables, priced and described from the training rows (catalog_from_table)."""
     n_set_aside: int = field(default=0, kw_only=True)
     """Training rows moved out by set_aside to rate the catalog instead (0: the catalog rates the training rows)."""
+    rating: OutcomeTable | None = field(default=None, kw_only=True)
+    """The set-aside rows themselves (every expert's outcome on each), None without a set-aside: the operator's
+    rating benchmark, which the online benchmark can also seed a cold learner's head with (outcome_head.py)."""
+    rating_embeddings: np.ndarray | None = field(default=None, kw_only=True)
+    """[n_set_aside, dim] unit embeddings of rating.prompts."""
 
 
 def embed(texts: list[str], embedder: str | None = None) -> np.ndarray:
@@ -95,8 +100,8 @@ def set_aside(data: PreparedData, fraction: float, seed: int = 0, source: str = 
     What an operator knows before serving: each expert's quality and price on a small benchmark of its own, not on
     the traffic it is about to route. The online benchmark streams the rest, so a cold learner's prior (the
     catalog's quality_prior, outcome_head.py) is not the stream's own per-expert mean, the best fixed expert in
-    hindsight. The reduced data counts them in `n_set_aside`; fraction 0 returns `data` unchanged (the catalog then
-    rates the experts on the rows that are streamed)."""
+    hindsight. The reduced data counts them in `n_set_aside` and keeps them as `rating`; fraction 0 returns `data`
+    unchanged (the catalog then rates the experts on the rows that are streamed)."""
     if fraction == 0:
         return data
     if not 0 < fraction < 1:
@@ -111,4 +116,6 @@ def set_aside(data: PreparedData, fraction: float, seed: int = 0, source: str = 
         held_out_embeddings=data.held_out_embeddings,
         catalog=catalog_from_table(data.train.subset(rate), data=source),
         n_set_aside=len(rate),
+        rating=data.train.subset(rate),
+        rating_embeddings=data.train_embeddings[rate],
     )

@@ -9,7 +9,12 @@ from experts.catalog import ExpertCatalog, ExpertSpec, ReplayBackendConfig
 from router_deployments.objectives import ExpertProfile, ObjectiveWeights
 from router_deployments.policy_sync import policy_copy
 from router_deployments.strategies import Experience, RouteContext, build_strategy
-from router_deployments.strategies.outcome_head import BayesianOutcomeHead, OutcomeHeadConfig, experience_outcomes
+from router_deployments.strategies.outcome_head import (
+    BayesianOutcomeHead,
+    OutcomeHeadConfig,
+    experience_outcomes,
+    observe_rated,
+)
 
 DIM = 6
 
@@ -93,6 +98,28 @@ def test_experience_outcomes_use_the_catalogs_scale(catalog):
     profile = ExpertProfile(catalog)
     e = Experience(embedding=np.zeros(DIM), expert=0, reward=0.0, quality=0.8, cost_usd=float(profile.cost.max()))
     np.testing.assert_allclose(experience_outcomes([e], profile)[0], [0.8, 1.0, 0.0, 0.0])
+
+
+def test_a_rating_table_seeds_every_expert_as_if_each_outcome_had_been_observed(catalog):
+    profile = ExpertProfile(catalog)
+    x = prompts(40)
+    rng = np.random.default_rng(3)
+    scores = (rng.random((40, 3)) < [0.3, 0.6, 0.5]).astype(float)
+    costs = rng.uniform(0.5, 1.5, (40, 3)) * profile.cost
+    rated, one_by_one = head(catalog, ridge=2.0), head(catalog, ridge=2.0)
+    assert observe_rated(rated, x, scores, costs, profile) == {"head_observed": 120.0}
+    for j in range(3):
+        y = np.stack([scores[:, j], costs[:, j] / profile.cost.max(), np.full(40, profile.carbon_norm[j])], 1)
+        one_by_one.observe(x, np.full(40, j), np.concatenate([y, np.full((40, 1), profile.latency_norm[j])], 1))
+    np.testing.assert_allclose(rated.predict(x), one_by_one.predict(x), atol=1e-10)
+    assert rated.count.tolist() == [40, 40, 40]
+    # The table overrides the catalog: 'good' (prior 0.7) scored 0.3 here, 'fair' (prior 0.5) 0.6.
+    quality = rated.predict(prompts(20, seed=9))[:, :, 0].mean(axis=0)
+    assert quality[1] > quality[0] and abs(quality[0] - scores[:, 0].mean()) < abs(0.7 - scores[:, 0].mean())
+    with pytest.raises(ValueError, match="rating table"):
+        observe_rated(rated, x[:10], scores, costs, profile)
+    with pytest.raises(ValueError, match="rating table"):
+        observe_rated(rated, x, scores[:, :2], costs[:, :2], profile)
 
 
 @pytest.mark.parametrize("name", ["rl", "moe"])

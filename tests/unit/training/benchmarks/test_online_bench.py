@@ -8,12 +8,17 @@ import json
 import numpy as np
 import pytest
 
-from training.benchmarks.online import OnlineBenchConfig, prepare_stream
+from router_deployments.objectives import ExpertProfile
+from router_deployments.strategies.outcome_head import BayesianOutcomeHead, OutcomeHeadConfig, observe_rated
+from training.benchmarks.online import HEAD, OnlineBenchConfig, build_learner, prepare_stream, rating_rows
+from training.benchmarks.shift import ShiftPlan
 from training.benchmarks.stream import StreamRouter, replay_stream
+from training.benchmarks.vowpal_wabbit import VowpalWabbitRouter
 from training.cli import main
 
 pytestmark = pytest.mark.data
 HAS_VW = importlib.util.find_spec("vowpalwabbit") is not None
+HEAD_CONFIG = OutcomeHeadConfig(**HEAD["head"])
 
 
 def test_bench_online_smoke(routerbench_dir, tmp_path, capsys, fake_embeddings):
@@ -77,3 +82,51 @@ def test_replaying_a_fixed_expert_scores_its_mean_reward(routerbench_dir, fake_e
     np.testing.assert_allclose(rewards, expected)
     assert router.seen == len(stream.rows) == 2 * len(stream.train)
     assert sorted(stream.rows[: len(stream.train)]) == list(range(len(stream.train)))  # each pass is a permutation
+
+
+@pytest.mark.parametrize("name", ["rl", "moe"])
+def test_a_cold_learner_starts_from_the_rating_table_and_only_with_the_rating_prior(
+    routerbench_dir, tmp_path, fake_embeddings, name
+):
+    config = OnlineBenchConfig(data=str(routerbench_dir), out="unused", limit=120, seed=1, passes=1, set_aside=0.25)
+    stream = prepare_stream(config)
+    n_rating, n_experts = len(stream.rating), len(stream.catalog)
+    learner = build_learner(name, "cold", stream, config, tmp_path / "with")
+    for strategy in (learner.trainees[name].strategy, learner.trainees[name].live):
+        assert strategy.head.count.tolist() == [n_rating] * n_experts  # every expert on every set-aside prompt
+    expected = BayesianOutcomeHead(ExpertProfile(stream.catalog), stream.train_embeddings.shape[1], HEAD_CONFIG)
+    table = stream.rating
+    observe_rated(expected, stream.rating_embeddings, table.scores, table.costs, ExpertProfile(stream.catalog))
+    probe = stream.held_out_embeddings[:5]
+    np.testing.assert_allclose(learner.trainees[name].live.head.predict(probe), expected.predict(probe), atol=1e-9)
+
+    config.rating_prior = False
+    plain = build_learner(name, "cold", stream, config, tmp_path / "without")
+    assert plain.trainees[name].live.head.count.sum() == 0  # the catalog's means alone
+
+
+def test_in_the_shift_scenario_the_rating_prior_holds_the_old_tasks_only(routerbench_dir, fake_embeddings):
+    plan = ShiftPlan(length=40)
+    config = OnlineBenchConfig(data=str(routerbench_dir), out="unused", limit=150, seed=0, set_aside=0.3, shift=plan)
+    stream = prepare_stream(config)
+    rows = rating_rows(stream, config)
+    assert len(rows) and plan.new_task not in {stream.rating.tasks[i] for i in rows}
+    assert {t for t in stream.rating.tasks if t != plan.new_task} == {stream.rating.tasks[i] for i in rows}
+    config.rating_prior = False
+    assert len(rating_rows(stream, config)) == 0
+
+
+@pytest.mark.skipif(not HAS_VW, reason="needs the vowpalwabbit package (the bench extra)")
+def test_vw_pretrained_on_the_rating_table_starts_from_it(routerbench_dir, fake_embeddings):
+    config = OnlineBenchConfig(data=str(routerbench_dir), out="unused", limit=120, seed=1, passes=1, set_aside=0.25)
+    stream = prepare_stream(config)
+    cold = VowpalWabbitRouter(stream, seed=0)
+    rated = VowpalWabbitRouter(stream, seed=0).pretrain(rating_rows(stream, config))
+    assert cold.summary()["pretrained_prompts"] == 0 and rated.summary()["pretrained_prompts"] == len(stream.rating)
+    # Untrained, VW's distribution over experts is the same for every prompt; pretrained, it follows the table.
+    probe = stream.held_out_embeddings[:10]
+    assert np.allclose([cold._pmf(e) for e in probe], cold._pmf(probe[0]))
+    assert not np.allclose([rated._pmf(e) for e in probe], rated._pmf(probe[0]))
+    rewards = stream.rewards(stream.rating)
+    greedy = rated.greedy(stream.rating_embeddings, stream.rating.prompts)
+    assert rewards[np.arange(len(rewards)), greedy].mean() > rewards.mean()  # better than a random expert on it

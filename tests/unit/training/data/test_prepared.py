@@ -80,6 +80,11 @@ def test_set_aside_rates_the_catalog_on_rows_that_are_not_streamed(routerbench_d
     assert reduced.train.sample_ids == [data.train.sample_ids[i] for i in keep]
     assert reduced.held_out.sample_ids == data.held_out.sample_ids
     np.testing.assert_array_equal(reduced.train_embeddings, data.train_embeddings[keep])
+    # The rows that rated the catalog come along (every expert's outcome on each), for a rating prior.
+    assert reduced.rating.sample_ids == [data.train.sample_ids[i] for i in rating]
+    np.testing.assert_array_equal(reduced.rating.scores, data.train.scores[rating])
+    np.testing.assert_array_equal(reduced.rating_embeddings, data.train_embeddings[rating])
+    assert data.rating is None and data.rating_embeddings is None
     # Each expert's quality prior is its mean score on the rows set aside, not on the rows streamed.
     priors = np.array([e.quality_prior for e in reduced.catalog.experts])
     np.testing.assert_allclose(priors, data.train.scores[rating].mean(axis=0), atol=1e-6)
