@@ -11,8 +11,9 @@ and asks each rule whether it would publish:
 - `dr`: the same refusal on the doubly-robust advantage (guardrails.dr_compare), and `switch_dr` on its SWITCH
   variant (no residual correction below probability SWITCH). The direct model stands in for the head: per (task,
   expert) mean reward of what the live policy logged on the rest of the table (outside the slice, with the same
-  exploration), shrunk (`DIRECT_PRIOR` pseudo-counts) to the expert's mean reward on the table, the figure the
-  catalog's quality prior and prices give the head as its prior mean.
+  exploration), shrunk (`DIRECT_PRIOR` pseudo-counts) to the expert's mean reward on those same prompts, every
+  expert's outcome counted (the catalog's quality prior and prices, which the head takes as its prior mean, rated on
+  prompts outside the slice: never the slice's own outcomes, which would leak the answer into the estimate).
 A false refusal is refusing a candidate that is truly at least as good as the live policy; a false accept is
 publishing one truly worse by more than `worse_by`.
 
@@ -38,7 +39,7 @@ from training.rewards import bandit_reward
 POINT_MARGIN = 0.02
 """The margin of the point-estimate rule (the learner's default before the confidence bound)."""
 DIRECT_PRIOR = 5.0
-"""Pseudo-counts shrinking the direct model's per-(task, expert) mean to the expert's mean reward."""
+"""Pseudo-counts shrinking the direct model's per-(task, expert) mean to the expert's mean reward off the slice."""
 SWITCH = 0.05
 """The SWITCH-DR rule's threshold: logged choices less likely than this get no residual correction."""
 RULES = ("point", "bound", "dr", "switch_dr")
@@ -73,7 +74,7 @@ def direct_model(rewards, tasks, live, slice_rows, epsilon, rng) -> np.ndarray:
     rows = np.setdiff1d(np.arange(n), slice_rows)
     logged, _ = log_live(rewards, live, rows, epsilon, rng)
     r = rewards[rows, logged]
-    expert = rewards.mean(axis=0)  # the catalog's figures (the head's prior mean)
+    expert = rewards[rows].mean(axis=0)  # the catalog, rated on prompts outside the slice (the head's prior mean)
     codes, task_of = np.unique(tasks, return_inverse=True)
     cell = task_of[rows] * k + logged
     count = np.bincount(cell, minlength=len(codes) * k).reshape(-1, k)
