@@ -187,12 +187,16 @@ def thompson_route(
 def experience_outcomes(batch: list, profile: ExpertProfile) -> np.ndarray:
     """[len(batch), 4] outcomes of Experiences on the head's scale: quality, and cost, carbon and latency divided by
     the catalog's largest per-call figure (the scale of ExpertProfile and of the learner's reward)."""
-    scale = [max(float(profile.cost.max()), 1e-12), max(float(profile.carbon.max()), 1e-12)]
-    scale.append(max(float(profile.latency.max()), 1e-12))
+    cost, carbon, latency = outcome_scales(profile)
     return np.array(
-        [[e.quality, e.cost_usd / scale[0], e.carbon_g / scale[1], e.latency_s / scale[2]] for e in batch],
+        [[e.quality, e.cost_usd / cost, e.carbon_g / carbon, e.latency_s / latency] for e in batch],
         dtype=np.float64,
     )
+
+
+def outcome_scales(profile: ExpertProfile) -> tuple[float, float, float]:
+    """The catalog's largest per-call cost, carbon and latency: the head's units for each (ExpertProfile's scale)."""
+    return tuple(max(float(x.max()), 1e-12) for x in (profile.cost, profile.carbon, profile.latency))
 
 
 def observe_experiences(head: BayesianOutcomeHead, batch: list, profile: ExpertProfile) -> dict[str, float]:
@@ -220,7 +224,7 @@ def observe_rated(
             f"a rating table needs scores and costs [prompts, {len(head.prior)} experts] and one embedding per prompt, "
             f"got scores {scores.shape}, costs {costs.shape}, {len(embeddings)} embeddings"
         )
-    cost_scale = max(float(profile.cost.max()), 1e-12)
+    cost_scale = outcome_scales(profile)[0]
     for j in range(n_experts):
         outcomes = np.stack(
             [

@@ -248,12 +248,17 @@ def build_learner(name: str, start: str, stream: Stream, config: OnlineBenchConf
         **config.strategy_config.get(name, {}),
         "seed": config.seed,
     }
-    warm = warm_checkpoint(name, stream, config, root) if start == "warm" else None
+    # Where the learner starts: an offline fit (warm), a head that has seen the rating table (cold, rating prior),
+    # or nothing (cold: the catalog's means).
     rows = rating_rows(stream, config)
-    if start == "cold" and len(rows) and strategy_config.get("head"):
-        warm = rated_checkpoint(name, strategy_config, stream, rows, root)
+    if start == "warm":
+        initial = warm_checkpoint(name, stream, config, root)
+    elif len(rows) and strategy_config.get("head"):
+        initial = rated_checkpoint(name, strategy_config, stream, rows, root)
+    else:
+        initial = None
     exploration = {**EXPLORATION[start], **config.exploration.get(start, {})}
-    training = StrategyTraining(warm_start=warm, config=strategy_config, **exploration)
+    training = StrategyTraining(warm_start=initial, config=strategy_config, **exploration)
     learner_config = LearnerConfig(
         store_path=MEMORY,
         checkpoint_dir=str(root / f"{name}-{start}"),

@@ -37,7 +37,8 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="seed cold learners' heads and VW with every expert's outcome on the set-aside prompts (the rating "
-        "benchmark as a per-prompt prior); --no-rating-prior: cold heads start from the catalog's means alone",
+        "benchmark as a per-prompt prior; none with --set-aside 0); --no-rating-prior: cold heads start from the "
+        "catalog's means alone",
     )
     parser.add_argument("--limit", type=int, default=None, help="at most N prompts (quick runs)")
     parser.add_argument("--strategies", default="rl,moe", help="online learners to run (comma list)")

@@ -28,13 +28,17 @@ class PreparedData:
     """[len(held_out), dim] unit embeddings of held_out.prompts."""
     catalog: ExpertCatalog
     """The experts of the tables, priced and described from the training rows (catalog_from_table)."""
-    n_set_aside: int = field(default=0, kw_only=True)
-    """Training rows moved out by set_aside to rate the catalog instead (0: the catalog rates the training rows)."""
     rating: OutcomeTable | None = field(default=None, kw_only=True)
-    """The set-aside rows themselves (every expert's outcome on each), None without a set-aside: the operator's
-    rating benchmark, which the online benchmark can also seed a cold learner's head with (outcome_head.py)."""
+    """The training rows set_aside moved out to rate the catalog instead (every expert's outcome on each), None
+    without a set-aside (the catalog then rates the training rows): the operator's rating benchmark, which the
+    online benchmark can also seed a cold learner's head with (outcome_head.py)."""
     rating_embeddings: np.ndarray | None = field(default=None, kw_only=True)
     """[n_set_aside, dim] unit embeddings of rating.prompts."""
+
+    @property
+    def n_set_aside(self) -> int:
+        """How many training rows rate the catalog instead of being streamed (0 without a set-aside)."""
+        return 0 if self.rating is None else len(self.rating)
 
 
 def embed(texts: list[str], embedder: str | None = None) -> np.ndarray:
@@ -100,7 +104,7 @@ def set_aside(data: PreparedData, fraction: float, seed: int = 0, source: str = 
     What an operator knows before serving: each expert's quality and price on a small benchmark of its own, not on
     the traffic it is about to route. The online benchmark streams the rest, so a cold learner's prior (the
     catalog's quality_prior, outcome_head.py) is not the stream's own per-expert mean, the best fixed expert in
-    hindsight. The reduced data counts them in `n_set_aside` and keeps them as `rating`; fraction 0 returns `data`
+    hindsight. The reduced data keeps them as `rating` (counted by `n_set_aside`); fraction 0 returns `data`
     unchanged (the catalog then rates the experts on the rows that are streamed)."""
     if fraction == 0:
         return data
@@ -115,7 +119,6 @@ def set_aside(data: PreparedData, fraction: float, seed: int = 0, source: str = 
         train_embeddings=data.train_embeddings[keep],
         held_out_embeddings=data.held_out_embeddings,
         catalog=catalog_from_table(data.train.subset(rate), data=source),
-        n_set_aside=len(rate),
         rating=data.train.subset(rate),
         rating_embeddings=data.train_embeddings[rate],
     )
