@@ -122,6 +122,36 @@ def test_a_rating_table_seeds_every_expert_as_if_each_outcome_had_been_observed(
         observe_rated(rated, x, scores[:, :2], costs[:, :2], profile)
 
 
+def test_a_centred_head_is_the_plain_head_on_shifted_scaled_prompts_and_checkpoints_its_centre(catalog):
+    profile = ExpertProfile(catalog)
+    rng = np.random.default_rng(4)
+    offset = np.full(DIM, 0.5)  # a common direction every prompt shares, as sentence embeddings do
+    x = prompts(60) + offset
+    scores, costs = rng.random((60, 3)), rng.uniform(0.5, 1.5, (60, 3)) * profile.cost
+    centred, plain = head(catalog, center=True, scale=1.6), head(catalog)
+    np.testing.assert_allclose(centred.predict(x), plain.predict(x))  # cold: the catalog either way
+    observe_rated(centred, x, scores, costs, profile)
+    np.testing.assert_allclose(centred.center, x.mean(axis=0))
+    # The same posterior as a plain head fed (x - c) * s: centring and scaling change features, nothing else.
+    observe_rated(plain, (x - x.mean(axis=0)) * 1.6, scores, costs, profile)
+    new = prompts(5, seed=8) + offset
+    np.testing.assert_allclose(centred.predict(new), plain.predict((new - x.mean(axis=0)) * 1.6), atol=1e-10)
+    # The centre is part of the checkpoint; a state written before heads had one loads as centred at 0.
+    fresh = head(catalog, center=True, scale=1.6)
+    fresh.load_state_dict(centred.state_dict())
+    np.testing.assert_allclose(fresh.predict(new), centred.predict(new))
+    old = {k: v for k, v in plain.state_dict().items() if k != "head.center"}
+    again = head(catalog)
+    again.load_state_dict(old)
+    assert not again.center.any()
+    with pytest.raises(ValueError, match="head.center has shape"):
+        fresh.load_state_dict({**centred.state_dict(), "head.center": np.zeros(DIM + 1)})
+    with pytest.raises(ValueError, match="can no longer move"):  # statistics are kept in phi's coordinates
+        centred.set_center(np.zeros(DIM))
+    with pytest.raises(ValueError, match="finite"):
+        head(catalog).set_center(np.full(DIM, np.nan))
+
+
 @pytest.mark.parametrize("name", ["rl", "moe"])
 def test_strategies_route_on_the_head_observe_once_and_round_trip_it(catalog, name):
     config = {"embedding_dim": DIM, "hidden": [8], "head": {"ridge": 1.0}, "network_weight": 0.0}

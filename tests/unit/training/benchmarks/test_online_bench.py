@@ -10,7 +10,7 @@ import pytest
 
 from router_deployments.objectives import ExpertProfile
 from router_deployments.strategies.outcome_head import BayesianOutcomeHead, OutcomeHeadConfig, observe_rated
-from training.benchmarks.online import HEAD, OnlineBenchConfig, build_learner, prepare_stream, rating_rows
+from training.benchmarks.online import COLD_HEAD, OnlineBenchConfig, build_learner, prepare_stream, rating_rows
 from training.benchmarks.shift import ShiftPlan
 from training.benchmarks.stream import StreamRouter, replay_stream
 from training.benchmarks.vowpal_wabbit import VowpalWabbitRouter
@@ -18,7 +18,7 @@ from training.cli import main
 
 pytestmark = pytest.mark.data
 HAS_VW = importlib.util.find_spec("vowpalwabbit") is not None
-HEAD_CONFIG = OutcomeHeadConfig(**HEAD["head"])
+HEAD_CONFIG = OutcomeHeadConfig(**COLD_HEAD)
 
 
 def test_bench_online_smoke(routerbench_dir, tmp_path, capsys, fake_embeddings):
@@ -99,6 +99,8 @@ def test_a_cold_learner_starts_from_the_rating_table_and_only_with_the_rating_pr
     observe_rated(expected, stream.rating_embeddings, table.scores, table.costs, ExpertProfile(stream.catalog))
     probe = stream.held_out_embeddings[:5]
     np.testing.assert_allclose(learner.trainees[name].live.head.predict(probe), expected.predict(probe), atol=1e-9)
+    centre = stream.rating_embeddings.mean(axis=0)
+    np.testing.assert_allclose(learner.trainees[name].live.head.center, centre, atol=1e-6)
 
     config.rating_prior = False
     plain = build_learner(name, "cold", stream, config, tmp_path / "without")
@@ -114,6 +116,23 @@ def test_in_the_shift_scenario_the_rating_prior_holds_the_old_tasks_only(routerb
     assert {t for t in stream.rating.tasks if t != plan.new_task} == {stream.rating.tasks[i] for i in rows}
     config.rating_prior = False
     assert len(rating_rows(stream, config)) == 0
+
+
+def test_a_warm_start_with_a_centred_head_is_centred_on_its_fits_training_prompts(
+    routerbench_dir, tmp_path, fake_embeddings
+):
+    plan = ShiftPlan(length=40)
+    config = OnlineBenchConfig(data=str(routerbench_dir), out="unused", limit=150, seed=0, shift=plan)
+    config.trainer_options = {"moe": ["--epochs", "1", "--val-fraction", "0"]}
+    config.strategy_config = {"moe": {"head": {**COLD_HEAD}}}
+    stream = prepare_stream(config)
+    learner = build_learner("moe", "warm", stream, config, tmp_path)
+    live = learner.trainees["moe"].live
+    old = [i for i, t in enumerate(stream.train.tasks) if t != plan.new_task]
+    np.testing.assert_allclose(live.head.center, stream.train_embeddings[old].mean(axis=0), atol=1e-6)
+    assert live.head.count.sum() == 0  # centred, no outcome observed: the offline fit routes where nothing is known
+    config.strategy_config = {}
+    assert not build_learner("moe", "warm", stream, config, tmp_path / "plain").trainees["moe"].live.head.center.any()
 
 
 @pytest.mark.skipif(not HAS_VW, reason="needs the vowpalwabbit package (the bench extra)")
