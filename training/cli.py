@@ -4,6 +4,7 @@ A subcommand is one module of training/commands/ whose `add_command(subparsers)`
 function of the parsed namespace returning an exit code, plus one line in COMMANDS. torch and friends load inside `run`.
 
     routerllm train knn --data DIR --experts seed4 --out ckpt/knn [--k 80] [--holdout 0.3]
+    routerllm rate moe --data DIR --config configs/cpu.yaml --out ckpt/moe-rated [--limit 200]
     routerllm bench --train DIR --experts mix4 --out runs/mix4 [--split 0.3 --seed 0] [--strategies dummy,knn]
     routerllm bench-online --data DIR --experts seed4 --out runs/online [--passes 3 --lam 0.1] [--through-serve]
     routerllm report --url http://127.0.0.1:8000 --out runs/report [--window-s 3600]
@@ -17,11 +18,12 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from training.commands import bench, bench_budget, bench_load, bench_online, report, train
+from training.commands import bench, bench_budget, bench_load, bench_online, rate, report, train
 
 # One line per subcommand (training/commands/<name>.py).
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     train.add_command,
+    rate.add_command,
     bench.add_command,
     bench_online.add_command,
     report.add_command,

@@ -191,6 +191,9 @@ class RoutingStrategy(ABC):
             "policy_version": self.policy_version,
             "metrics": metrics or {},
         }
+        head = getattr(self, "head", None)
+        if head is not None:
+            meta["head"] = head.layout()
         return save_checkpoint(path, self.state_dict(), meta)
 
     def load(self, path: str | Path) -> dict[str, Any]:
@@ -201,6 +204,18 @@ class RoutingStrategy(ABC):
             raise CheckpointError(
                 f"checkpoint {path} has architecture {meta.get('architecture')}, "
                 f"but this {self.name} router is configured as {self.architecture()}"
+            )
+        head, theirs = getattr(self, "head", None), meta.get("head")
+        if head is not None and isinstance(theirs, dict) and theirs != head.layout():
+            ours = head.layout()
+            diff = "; ".join(
+                f"{k}: checkpoint {theirs.get(k)!r}, router {ours.get(k)!r}"
+                for k in sorted(set(theirs) | set(ours))
+                if theirs.get(k) != ours.get(k)
+            )
+            raise CheckpointError(
+                f"checkpoint {path} holds head statistics of another layout than this {self.name} router's head "
+                f"({diff}); set the same head config, or rebuild the checkpoint with this one"
             )
         try:
             self.load_state_dict(tensors, version=int(meta.get("policy_version", 0)))

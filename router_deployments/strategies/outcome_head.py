@@ -158,10 +158,25 @@ class BayesianOutcomeHead:
             self.count[j] += 1
 
     # --- checkpoint --------------------------------------------------------------------------------------
+    def layout(self) -> dict[str, Any]:
+        """What the statistics' meaning depends on besides the catalog: phi's input width, projection, scale and
+        the prior precision the covariances started from. A checkpoint records it (RoutingStrategy.save) and a head
+        with another layout refuses the statistics (RoutingStrategy.load); `center` and `blend` do not change them."""
+        cfg = self.config
+        return {
+            "embedding_dim": self.embedding_dim,
+            "features": cfg.features,
+            "projection_seed": cfg.seed if cfg.features else None,
+            "scale": cfg.scale,
+            "ridge": cfg.ridge,
+        }
+
     def state_dict(self, prefix: str = "head.") -> dict[str, Any]:
-        """The sufficient statistics, and the centre they are kept around, as float64 tensors."""
+        """The sufficient statistics, the centre they are kept around and the prior their residuals are taken
+        from, as float64 tensors."""
         return {
             f"{prefix}center": torch.from_numpy(self.center.copy()),
+            f"{prefix}prior": torch.from_numpy(self.prior.copy()),
             f"{prefix}cov": torch.from_numpy(self.cov.copy()),
             f"{prefix}b": torch.from_numpy(self.b.copy()),
             f"{prefix}count": torch.from_numpy(self.count.copy()),
@@ -169,16 +184,43 @@ class BayesianOutcomeHead:
 
     def load_state_dict(self, state: dict[str, Any], prefix: str = "head.") -> None:
         """Load statistics written by state_dict; a shape that does not fit this head is a ValueError. A state
-        without a centre (written before heads had one) is centred at 0, as it was fitted."""
-        state = {f"{prefix}center": np.zeros(self.embedding_dim), **state}
-        for name in ("center", "cov", "b", "count"):
+        without a centre (written before heads had one) is centred at 0, as it was fitted; one without a prior is
+        taken as kept around this head's. Statistics kept around another prior (a rating table observed under the
+        table's catalog, a catalog whose figures changed since) are rebased onto this head's (`rebase`): the same
+        observations, read against this catalog."""
+        state = {f"{prefix}center": np.zeros(self.embedding_dim), f"{prefix}prior": self.prior, **state}
+        loaded = {}
+        for name in ("center", "prior", "cov", "b", "count"):
             key = f"{prefix}{name}"
             if key not in state:
                 raise KeyError(f"missing {key} in the head's state")
             value = np.asarray(state[key].detach().cpu().numpy() if hasattr(state[key], "detach") else state[key])
             if value.shape != getattr(self, name).shape:
                 raise ValueError(f"{key} has shape {value.shape}, this head needs {getattr(self, name).shape}")
-            setattr(self, name, value.astype(np.float64).copy())
+            if not np.isfinite(value).all():
+                raise ValueError(f"{key} holds non-finite values")
+            loaded[name] = value.astype(np.float64).copy()
+        self.center, self.cov, self.b, self.count = loaded["center"], loaded["cov"], loaded["b"], loaded["count"]
+        self.b = rebased_residuals(self.cov, self.b, loaded["prior"], self.prior, self.config.ridge)
+
+
+
+def rebased_residuals(
+    cov: np.ndarray, b: np.ndarray, old_prior: np.ndarray, new_prior: np.ndarray, ridge: float
+) -> np.ndarray:
+    """b of statistics kept around `old_prior`, re-expressed around `new_prior` [n, 4]: b_j = sum phi (y - p_j), so
+    b_j' = b_j + (sum phi) (p_old_j - p_new_j)^T, and since phi ends in a constant 1, sum phi is the last column of
+    C_j^-1 - ridge I. The posterior mean p_new + C b' is then what a head with the new prior would hold after the
+    same observations: the old prior's figures do not linger where the evidence is thin."""
+    delta = old_prior - new_prior
+    if not np.any(delta):
+        return b
+    d = cov.shape[1]
+    out = b.copy()
+    for j in np.flatnonzero(np.any(delta != 0, axis=1)):
+        phi_sum = np.linalg.inv(cov[j])[:, -1] - ridge * np.eye(d)[:, -1]
+        out[j] += np.outer(phi_sum, delta[j])
+    return out
 
 
 def thompson_probs(mean: np.ndarray, spread: np.ndarray, nodes: int = THOMPSON_NODES) -> np.ndarray:

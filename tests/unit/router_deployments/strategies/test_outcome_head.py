@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from experts.catalog import ExpertCatalog, ExpertSpec, ReplayBackendConfig
+from router_deployments.checkpoints import CheckpointError
 from router_deployments.objectives import ExpertProfile, ObjectiveWeights
 from router_deployments.policy_sync import policy_copy
 from router_deployments.strategies import Experience, RouteContext, build_strategy
@@ -150,6 +151,50 @@ def test_a_centred_head_is_the_plain_head_on_shifted_scaled_prompts_and_checkpoi
         centred.set_center(np.zeros(DIM))
     with pytest.raises(ValueError, match="finite"):
         head(catalog).set_center(np.full(DIM, np.nan))
+
+
+def test_statistics_kept_around_another_catalog_are_rebased_onto_this_ones(catalog):
+    """A rating table observed under the table's catalog, loaded by a router whose catalog has other figures, is
+    the same evidence read against the router's prior: as if the router's head had observed it."""
+    profile = ExpertProfile(catalog)
+    other = ExpertCatalog(experts=[spec("good", 0.004, 0.9), spec("fair", 0.001, 0.3), spec("poor", 0.002, 0.2)])
+    rng = np.random.default_rng(5)
+    x = prompts(30) + 0.4
+    scores, costs = (rng.random((30, 3)) < 0.5).astype(float), rng.uniform(0.5, 1.5, (30, 3)) * profile.cost
+    for config in ({"ridge": 3.0}, {"ridge": 3.0, "center": True, "scale": 1.6}, {"features": 4, "ridge": 2.0}):
+        theirs = BayesianOutcomeHead(ExpertProfile(other), DIM, OutcomeHeadConfig(**config))
+        observe_rated(theirs, x, scores, costs, profile)
+        direct = head(catalog, **config)
+        observe_rated(direct, x, scores, costs, profile)
+        loaded = head(catalog, **config)
+        loaded.load_state_dict(theirs.state_dict())
+        new = prompts(8, seed=6) + 0.4
+        np.testing.assert_allclose(loaded.predict(new), direct.predict(new), atol=1e-8)
+        np.testing.assert_allclose(loaded.posterior_sd(new), direct.posterior_sd(new), atol=1e-10)
+        assert not np.allclose(theirs.predict(new), direct.predict(new))  # the priors differ: so would the heads
+    # A state written before heads recorded their prior is taken as kept around this head's.
+    old = {k: v for k, v in direct.state_dict().items() if k != "head.prior"}
+    again = head(catalog, features=4, ridge=2.0)
+    again.load_state_dict(old)
+    np.testing.assert_allclose(again.predict(new), direct.predict(new))
+    with pytest.raises(ValueError, match="non-finite"):
+        again.load_state_dict({**direct.state_dict(), "head.b": np.full_like(direct.b, np.nan)})
+
+
+@pytest.mark.parametrize("name", ["rl", "moe"])
+def test_a_checkpoint_records_its_heads_layout_and_another_layout_refuses_it(catalog, name, tmp_path):
+    config = {"embedding_dim": DIM, "hidden": [8], "head": {"ridge": 30.0, "scale": 1.6}, "network_weight": 0.0}
+    strategy = build_strategy(name, catalog, config)
+    strategy.observe([Experience(embedding=e, expert=1, reward=1.0, quality=1.0) for e in prompts(20)])
+    strategy.save(tmp_path / "rated")
+    meta = strategy.load(tmp_path / "rated")
+    assert meta["head"] == {"embedding_dim": DIM, "features": 0, "projection_seed": None, "scale": 1.6, "ridge": 30.0}
+    same = build_strategy(name, catalog, {**config, "head": {"ridge": 30.0, "scale": 1.6, "blend": "evidence"}})
+    same.load(tmp_path / "rated")  # blend (and center) do not change what the statistics mean
+    np.testing.assert_allclose(same.head.count, [0, 20, 0])
+    other = build_strategy(name, catalog, {**config, "head": {"ridge": 10.0, "scale": 1.6}})
+    with pytest.raises(CheckpointError, match=r"another layout .*ridge: checkpoint 30.0, router 10.0"):
+        other.load(tmp_path / "rated")
 
 
 @pytest.mark.parametrize("name", ["rl", "moe"])

@@ -1,0 +1,80 @@
+"""`routerllm rate`: a served learner's head seeded with a rating table, loaded by the router the config builds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+from router_deployments.strategies import RouteContext, build_strategy
+from serve_app.config import DEFAULT_CONFIG, load_config
+from training.cli import main
+from training.data.embedding_cache import embed_texts
+from training.data.routerbench import load_routerbench
+from training.rating import rate
+
+
+@pytest.fixture(scope="module")
+def rated(routerbench_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rated") / "moe"
+    summary = rate("moe", str(routerbench_dir), str(out), DEFAULT_CONFIG, limit=60, seed=1)
+    return out, summary
+
+
+def served(checkpoint=None):
+    """moe as configs/cpu.yaml serves it (router.strategies.moe), optionally with `checkpoint:` set."""
+    config = load_config(DEFAULT_CONFIG)
+    entry = {**config.router.strategies["moe"], **({"checkpoint": str(checkpoint)} if checkpoint else {})}
+    strategy = build_strategy("moe", config.catalog, entry)
+    strategy.setup()
+    return strategy, config
+
+
+def test_the_served_router_starts_from_the_rated_head_and_reads_the_table_against_its_own_catalog(
+    rated, routerbench_dir
+):
+    out, summary = rated
+    strategy, config = served(out)
+    assert summary["n_prompts"] == 60 and summary["head_observed"] == 240.0
+    np.testing.assert_array_equal(strategy.head.count, [60, 60, 60, 60])
+    columns = config.catalog.columns
+    table = load_routerbench(routerbench_dir, columns)
+    x = embed_texts(table.prompts[::25], model=config.embedding.model, max_length=config.embedding.max_length)
+    cold, _ = served()
+    predicted = strategy.head.predict(x)[:, :, 0].mean(axis=0)
+    catalog = cold.head.predict(x)[:, :, 0].mean(axis=0)
+    # The served catalog's quality priors (0.8, 0.7, 0.6, 0.5) are guesses; the table's means replace them.
+    rated_means = np.array([summary["experts"][e.name]["rated_quality"] for e in config.catalog.experts])
+    np.testing.assert_allclose(catalog, [e.quality_prior for e in config.catalog.experts])
+    assert np.all(np.abs(predicted - rated_means) < np.abs(catalog - rated_means))
+    ctx = [RouteContext(text="", embedding=e, weights=config.router.default_weights) for e in x[:50]]
+    assert set(cold.utility(ctx).argmax(axis=1)) == {2}  # cold: slot_13b_code, the catalog's best for its price
+    assert (strategy.utility(ctx).argmax(axis=1) != 2).any()  # rated: where the table says otherwise
+    # The checkpoint names the config's experts, the table columns they stand for and the head's layout.
+    meta = strategy.load(out)
+    assert meta["experts"] == config.catalog.names and meta["columns"] == columns
+    assert meta["head"] == strategy.head.layout() and meta["metrics"]["experts"]["slot_7b"]["column"] == columns[3]
+
+
+def test_rate_runs_from_the_command_line_and_says_what_is_wrong(routerbench_dir, tmp_path, capsys):
+    out = tmp_path / "rl"
+    assert main(["rate", "rl", "--data", str(routerbench_dir), "--out", str(out), "--limit", "20"]) == 0
+    printed = capsys.readouterr().out
+    assert "its head observed 20 prompts" in printed and "slot_7b" in printed and "checkpoint:" in printed
+    assert (out / "meta.json").is_file()
+    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    raw["experts"][0]["trained_as"] = "no/such-model"
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text(yaml.safe_dump(raw))
+    raw["router"]["strategies"]["moe"].pop("head")
+    headless = tmp_path / "headless.yaml"
+    headless.write_text(yaml.safe_dump(raw))
+    cases = [
+        (["--config", str(headless)], "has no `head`"),
+        (["--config", str(tmp_path / "absent.yaml")], "does not exist"),
+        (["--config", str(unknown)], r"no/such-model.* not in the data"),
+    ]
+    for extra, message in cases:
+        with pytest.raises(SystemExit, match=message):
+            main(["rate", "moe", "--data", str(routerbench_dir), "--out", str(tmp_path / "x"), *extra])
+    assert not (tmp_path / "x").exists()

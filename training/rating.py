@@ -1,0 +1,106 @@
+"""Seed a served learner's head with a rating table: `routerllm rate STRATEGY --data TABLE --out CKPT`.
+
+An operator who has measured its experts on a benchmark of its own (a RouterBench-style table: every expert's score
+and cost on each prompt) can start the served rl or moe from those outcomes prompt by prompt instead of from the
+catalog's figures alone: the rating prior `routerllm bench-online --rating-prior` measures (README, "The rating
+table as a per-prompt prior"). The strategy is built exactly as the serving config builds it (its
+router.strategies.<name> entry, its catalog, its embedding model), its head observes every (prompt, expert) outcome
+of the table once (outcome_head.observe_rated), and the result is a checkpoint to name in that entry's
+`checkpoint:`. The router and the learner then start from it; the network stays untrained (network_weight 0 keeps
+it out of routing until the learner has trained it).
+
+This module reads the config's `experts`, `carbon`, `embedding` and `router` sections with their own typed models:
+training/ does not import serve_app (ARCHITECTURE.md), whose AppConfig validates the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from experts.carbon_meter import CarbonConfig
+from experts.catalog import ExpertCatalog, ExpertSpec
+from router_deployments.deployment_settings import EmbeddingConfig, RouterConfig
+from router_deployments.strategies import RoutingStrategy, build_strategy
+from router_deployments.strategies.outcome_head import observe_rated
+from training.data import prepared
+from training.data.embedding_cache import embed_texts
+from training.data.routerbench import OutcomeTable, load_routerbench
+
+
+@dataclass
+class ServedSetup:
+    """What a serving config says about one strategy: its catalog, its config entry and its embedding model."""
+
+    catalog: ExpertCatalog
+    strategy_config: dict[str, Any]
+    embedding: EmbeddingConfig
+
+
+def served_setup(config_path: str | Path, strategy: str) -> ServedSetup:
+    """The catalog, router.strategies.<strategy> (without its checkpoint) and embedding settings of a config file;
+    a clear ValueError when the file, the strategy or its head is missing."""
+    path = Path(config_path)
+    if not path.is_file():
+        raise ValueError(f"config file {path} does not exist")
+    raw = yaml.safe_load(path.read_text()) or {}
+    router = RouterConfig.model_validate(raw.get("router") or {})
+    if strategy not in router.strategies:
+        raise ValueError(f"{path} does not enable {strategy!r} (router.strategies has {sorted(router.strategies)})")
+    entry = {k: v for k, v in (router.strategies[strategy] or {}).items() if k != "checkpoint"}
+    if not entry.get("head"):
+        raise ValueError(
+            f"router.strategies.{strategy} in {path} has no `head`: a rating table seeds the Bayesian head, "
+            "so give it one (e.g. head: {ridge: 30, blend: evidence})"
+        )
+    carbon = CarbonConfig.model_validate(raw.get("carbon") or {})
+    catalog = ExpertCatalog(
+        experts=[ExpertSpec.model_validate(e) for e in raw.get("experts") or []],
+        carbon_intensity_g_per_kwh=carbon.grid_intensity_g_per_kwh,
+    )
+    return ServedSetup(catalog, entry, EmbeddingConfig.model_validate(raw.get("embedding") or {}))
+
+
+def rated_strategy(
+    name: str, setup: ServedSetup, table: OutcomeTable, embeddings: np.ndarray
+) -> tuple[RoutingStrategy, dict[str, Any]]:
+    """The strategy as served, its head having observed every outcome of `table` (columns in catalog order), and
+    a summary: prompts, and per expert the table's mean score and cost against the catalog's figures."""
+    if table.models != setup.catalog.columns:
+        raise ValueError(f"the table's columns {table.models} are not the catalog's {setup.catalog.columns}")
+    strategy = build_strategy(name, setup.catalog, setup.strategy_config)
+    observed = observe_rated(strategy.head, embeddings, table.scores, table.costs, strategy.profile)
+    experts = {
+        spec.name: {
+            "column": spec.column,
+            "rated_quality": float(table.scores[:, j].mean()),
+            "catalog_quality": float(strategy.profile.quality[j]),
+            "rated_cost_usd": float(table.costs[:, j].mean()),
+            "catalog_cost_usd": float(strategy.profile.cost[j]),
+        }
+        for j, spec in enumerate(setup.catalog.experts)
+    }
+    return strategy, {
+        "initial": "cold, head seeded by a rating table",
+        "n_prompts": len(table),
+        **observed,
+        "experts": experts,
+    }
+
+
+def rate(
+    name: str, data: str, out: str, config_path: str | Path, limit: int | None = None, seed: int = 0
+) -> dict[str, Any]:
+    """Build `name` as `config_path` serves it, seed its head with the table at `data` (at most `limit` prompts,
+    sampled by task), and save the checkpoint at `out`; returns the summary saved with it."""
+    setup = served_setup(config_path, name)
+    table = prepared.stratified_sample(load_routerbench(data, setup.catalog.columns), limit, seed)
+    embeddings = embed_texts(table.prompts, model=setup.embedding.model, max_length=setup.embedding.max_length)
+    strategy, summary = rated_strategy(name, setup, table, embeddings)
+    summary = {"data": data, "config": str(config_path), **summary}
+    strategy.save(out, metrics=summary)
+    return summary
