@@ -204,7 +204,6 @@ class BayesianOutcomeHead:
         self.b = rebased_residuals(self.cov, self.b, loaded["prior"], self.prior, self.config.ridge)
 
 
-
 def rebased_residuals(
     cov: np.ndarray, b: np.ndarray, old_prior: np.ndarray, new_prior: np.ndarray, ridge: float
 ) -> np.ndarray:
