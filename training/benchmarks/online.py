@@ -95,6 +95,10 @@ class OnlineBenchConfig:
     passes: int = 3
     lam: float = 0.1
     seed: int = 0
+    """Seeds the split, the set-aside slice and the stream order, and (without sampling_seed) the routers."""
+    sampling_seed: int | None = None
+    """Seeds the routers alone (the learners' networks, replay and exploration draws, the warm fits, VW's draws):
+    other draws on the same stream, to tell a setting's spread from one draw (None: seed)."""
     holdout: float = 0.3
     """Fraction of prompts (stratified by task) held out of the stream to evaluate the final policies."""
     set_aside: float = 0.1
@@ -128,6 +132,11 @@ class OnlineBenchConfig:
     progress: bool = True
     shift: ShiftPlan | None = None
     """The shift scenario (shift.py) instead of `passes` shuffled passes; warm starts then see the old tasks only."""
+
+    @property
+    def router_seed(self) -> int:
+        """The seed of every router's own draws: sampling_seed, else seed."""
+        return self.seed if self.sampling_seed is None else self.sampling_seed
 
 
 # --- the online learners under test ----------------------------------------------------------------------
@@ -214,7 +223,11 @@ def warm_checkpoint(name: str, stream: Stream, config: OnlineBenchConfig, root: 
     if config.warm_dir:
         return str(Path(config.warm_dir) / name)
     module = require_trainer(name)
-    options = {**trainer_options(module, config.trainer_options.get(name)), "seed": config.seed, "progress": False}
+    options = {
+        **trainer_options(module, config.trainer_options.get(name)),
+        "seed": config.router_seed,
+        "progress": False,
+    }
     rows = warm_rows(stream, config)
     table = stream.train.subset(rows)
     strategy = module.fit_from_table(table, stream.train_embeddings[rows], stream.catalog, **options)
@@ -270,7 +283,7 @@ def build_learner(name: str, start: str, stream: Stream, config: OnlineBenchConf
         **STRATEGY_CONFIG.get(name, {}),
         **START_CONFIG[start],
         **config.strategy_config.get(name, {}),
-        "seed": config.seed,
+        "seed": config.router_seed,
     }
     # Where the learner starts: an offline fit (warm), a head that has seen the rating table (cold, rating prior),
     # or nothing (cold: the catalog's means).
@@ -289,7 +302,7 @@ def build_learner(name: str, start: str, stream: Stream, config: OnlineBenchConf
         store_path=MEMORY,
         checkpoint_dir=str(root / f"{name}-{start}"),
         strategies={name: training},
-        seed=config.seed,
+        seed=config.router_seed,
         **{**BENCH_LEARNER, **config.learner},
     )
     return OnlineLearner(learner_config, stream.catalog)
@@ -320,7 +333,7 @@ def run_online_bench(
                 n, build_learner(n, st, s, c, root), s, c.step_every
             )
     if config.vw:
-        factories["vw-squarecb"] = lambda s, c, root: VowpalWabbitRouter(s, c.seed).pretrain(rating_rows(s, c))
+        factories["vw-squarecb"] = lambda s, c, root: VowpalWabbitRouter(s, c.router_seed).pretrain(rating_rows(s, c))
     factories.update(extra_routers or {})
 
     results: dict[str, Any] = {

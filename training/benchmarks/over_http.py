@@ -37,7 +37,11 @@ def graph_config(stream: Stream, config: OnlineBenchConfig, root: Path, name: st
         entry.update(num_cpus=0.05, max_new_tokens=4096)
         entry["backend"]["data"] = str(Path(config.data).resolve())
         experts.append(entry)
-    strategy_config = {**STRATEGY_CONFIG.get(name, {}), **config.strategy_config.get(name, {}), "seed": config.seed}
+    strategy_config = {
+        **STRATEGY_CONFIG.get(name, {}),
+        **config.strategy_config.get(name, {}),
+        "seed": config.router_seed,
+    }
     return {
         "server": {"max_prompt_chars": 200_000, "request_timeout_s": 60},
         "embedding": {"num_cpus": 0.2, "threads": 1},
@@ -58,7 +62,7 @@ def graph_config(stream: Stream, config: OnlineBenchConfig, root: Path, name: st
                 "store_path": str(root / "outcomes.db"),
                 "checkpoint_dir": str(root / "policies"),
                 "strategies": {name: {"config": strategy_config, **EXPLORATION["cold"]}},
-                "seed": config.seed,
+                "seed": config.router_seed,
                 **{**BENCH_LEARNER, **config.learner},
             },
         },

@@ -24,6 +24,13 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--lam", type=float, default=0.1, help="cost weight of the reward (score - lam * cost)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, the stream order and the learners")
+    parser.add_argument(
+        "--sampling-seed",
+        type=int,
+        default=None,
+        help="seed of the routers' own draws alone (networks, replay, exploration, VW), on the stream --seed "
+        "draws: repeat a setting with other values to measure its spread (default: --seed)",
+    )
     parser.add_argument("--holdout", type=float, default=0.3, help="fraction held out to evaluate final policies")
     parser.add_argument(
         "--set-aside",
@@ -99,6 +106,7 @@ def run_bench_online(args: argparse.Namespace) -> int:
         shift=shift,
         lam=args.lam,
         seed=args.seed,
+        sampling_seed=args.sampling_seed,
         holdout=args.holdout,
         set_aside=args.set_aside,
         rating_prior=args.rating_prior,

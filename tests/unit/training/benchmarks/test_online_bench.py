@@ -10,7 +10,14 @@ import pytest
 
 from router_deployments.objectives import ExpertProfile
 from router_deployments.strategies.outcome_head import BayesianOutcomeHead, OutcomeHeadConfig, observe_rated
-from training.benchmarks.online import COLD_HEAD, OnlineBenchConfig, build_learner, prepare_stream, rating_rows
+from training.benchmarks.online import (
+    COLD_HEAD,
+    LearnerRouter,
+    OnlineBenchConfig,
+    build_learner,
+    prepare_stream,
+    rating_rows,
+)
 from training.benchmarks.shift import ShiftPlan
 from training.benchmarks.stream import StreamRouter, replay_stream
 from training.benchmarks.vowpal_wabbit import VowpalWabbitRouter
@@ -105,6 +112,23 @@ def test_a_cold_learner_starts_from_the_rating_table_and_only_with_the_rating_pr
     config.rating_prior = False
     plain = build_learner(name, "cold", stream, config, tmp_path / "without")
     assert plain.trainees[name].live.head.count.sum() == 0  # the catalog's means alone
+
+
+def test_a_sampling_seed_redraws_the_routers_on_the_same_stream(routerbench_dir, tmp_path, fake_embeddings):
+    config = OnlineBenchConfig(data=str(routerbench_dir), out="unused", limit=100, seed=1, passes=1)
+    other = OnlineBenchConfig(data=str(routerbench_dir), out="unused", limit=100, seed=1, passes=1, sampling_seed=7)
+    stream, same = prepare_stream(config), prepare_stream(other)
+    np.testing.assert_array_equal(stream.rows, same.rows)  # the split, the slice and the order are --seed's
+    assert stream.rating.sample_ids == same.rating.sample_ids and (config.router_seed, other.router_seed) == (1, 7)
+    for cfg, seed in ((config, 1), (other, 7)):
+        learner = build_learner("rl", "cold", stream, cfg, tmp_path / str(seed))
+        assert learner.config.seed == seed and learner.trainees["rl"].settings.config["seed"] == seed
+    first = LearnerRouter("rl", build_learner("rl", "cold", stream, other, tmp_path / "a"), stream)
+    again = LearnerRouter("rl", build_learner("rl", "cold", stream, other, tmp_path / "b"), stream)
+    redrawn = LearnerRouter("rl", build_learner("rl", "cold", stream, config, tmp_path / "c"), stream)
+    runs = [replay_stream(r, stream, progress=False) for r in (first, again, redrawn)]
+    np.testing.assert_array_equal(runs[0], runs[1])  # one seed, one run
+    assert not np.array_equal(runs[0], runs[2])  # Thompson sampling drew otherwise
 
 
 def test_in_the_shift_scenario_the_rating_prior_holds_the_old_tasks_only(routerbench_dir, fake_embeddings):
