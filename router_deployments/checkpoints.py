@@ -82,3 +82,13 @@ def experts_match(meta: dict[str, Any], experts: list[str], columns: list[str] |
     if meta.get("experts") == list(experts):
         return True
     return columns is not None and meta.get("columns") == list(columns)
+
+
+def field_diff(theirs: dict[str, Any], ours: dict[str, Any]) -> str:
+    """ "field: checkpoint X, router Y; ..." for every field where a checkpoint's record and a router's differ."""
+    absent = "(absent)"
+    return "; ".join(
+        f"{f}: checkpoint {theirs.get(f, absent)!r}, router {ours.get(f, absent)!r}"
+        for f in sorted(set(theirs) | set(ours))
+        if theirs.get(f, absent) != ours.get(f, absent)
+    )

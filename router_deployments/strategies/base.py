@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from experts.catalog import ExpertCatalog
-from router_deployments.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from router_deployments.checkpoints import CheckpointError, field_diff, load_checkpoint, save_checkpoint
 from router_deployments.objectives import ExpertProfile, ObjectiveWeights
 
 
@@ -207,15 +207,10 @@ class RoutingStrategy(ABC):
             )
         head, theirs = getattr(self, "head", None), meta.get("head")
         if head is not None and isinstance(theirs, dict) and theirs != head.layout():
-            ours = head.layout()
-            diff = "; ".join(
-                f"{k}: checkpoint {theirs.get(k)!r}, router {ours.get(k)!r}"
-                for k in sorted(set(theirs) | set(ours))
-                if theirs.get(k) != ours.get(k)
-            )
             raise CheckpointError(
                 f"checkpoint {path} holds head statistics of another layout than this {self.name} router's head "
-                f"({diff}); set the same head config, or rebuild the checkpoint with this one"
+                f"({field_diff(theirs, head.layout())}); set the same head config, or rebuild the checkpoint with "
+                "this one"
             )
         try:
             self.load_state_dict(tensors, version=int(meta.get("policy_version", 0)))

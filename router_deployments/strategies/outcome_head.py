@@ -214,10 +214,10 @@ def rebased_residuals(
     delta = old_prior - new_prior
     if not np.any(delta):
         return b
-    d = cov.shape[1]
     out = b.copy()
     for j in np.flatnonzero(np.any(delta != 0, axis=1)):
-        phi_sum = np.linalg.inv(cov[j])[:, -1] - ridge * np.eye(d)[:, -1]
+        phi_sum = np.linalg.inv(cov[j])[:, -1]
+        phi_sum[-1] -= ridge
         out[j] += np.outer(phi_sum, delta[j])
     return out
 

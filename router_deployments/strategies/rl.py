@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from router_deployments.checkpoints import META_FILE, CheckpointError, experts_match
+from router_deployments.checkpoints import META_FILE, CheckpointError, experts_match, field_diff
 from router_deployments.networks import DuelingQNetwork, soft_update
 from router_deployments.objectives import ObjectiveWeights
 from router_deployments.strategies.base import (
@@ -320,14 +320,9 @@ class RLStrategy(RoutingStrategy):
             ours = self.architecture()
             # Another strategy's or catalog's checkpoint: RoutingStrategy.load says so first.
             if ours_to_check and isinstance(theirs, dict) and theirs != ours:
-                fields = sorted(set(theirs) | set(ours))
-                diff = "; ".join(
-                    f"{f}: checkpoint {theirs.get(f, '(absent)')!r}, router {ours.get(f, '(absent)')!r}"
-                    for f in fields
-                    if theirs.get(f, "(absent)") != ours.get(f, "(absent)")
-                )
                 raise CheckpointError(
-                    f"checkpoint {path} has another rl architecture than this router ({diff}); retrain it with "
+                    f"checkpoint {path} has another rl architecture than this router ({field_diff(theirs, ours)}); "
+                    "retrain it with "
                     "`routerllm train rl`, or configure the router as the checkpoint was"
                 )
         return super().load(path)
