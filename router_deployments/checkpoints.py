@@ -5,6 +5,7 @@ A checkpoint is a directory holding `weights.safetensors` and `meta.json`. Nothi
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,21 @@ def load_checkpoint(
             "set `trained_as: <column>` on each expert of the config to serve it under other names"
         )
     return tensors, meta
+
+
+def checkpoint_digest(path: str | Path) -> str | None:
+    """A short SHA-256 of a checkpoint's weights and meta (None when either file is missing): tells apart two
+    checkpoints written to the same directory, e.g. a `routerllm rate` rerun with more data."""
+    root = Path(path)
+    files = [root / WEIGHTS_FILE, root / META_FILE]
+    if not all(f.is_file() for f in files):
+        return None
+    h = hashlib.sha256()
+    for f in files:
+        with f.open("rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
 
 
 def experts_match(meta: dict[str, Any], experts: list[str], columns: list[str] | None = None) -> bool:

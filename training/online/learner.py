@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from experts.catalog import ExpertCatalog
+from router_deployments.checkpoints import checkpoint_digest
 from router_deployments.objectives import ExpertProfile
 from router_deployments.policy_sync import policy_copy
 from router_deployments.strategies import Experience, RoutingStrategy, get_strategy_class
@@ -87,6 +88,10 @@ class _Trainee:
         s = self.settings
         frac = min(self.seen / s.epsilon_decay_experiences, 1.0)
         return s.epsilon_start + (s.epsilon_end - s.epsilon_start) * frac
+
+
+class WarmStartChangedError(ValueError):
+    """The config warm-starts a strategy from another checkpoint than the one its published versions grew from."""
 
 
 class OnlineLearner:
@@ -346,10 +351,12 @@ class OnlineLearner:
         return _Trainee(name=name, settings=settings, strategy=make(), live=make(), replay=replay)
 
     def _resume(self) -> None:
-        """Load each strategy's live version (or its warm start) and refill replay from the store."""
+        """Load each strategy's live version (or its warm start) and refill replay from the store. A live version
+        that started from another warm start than the config's refuses to resume (WarmStartChangedError)."""
         for name, t in self.trainees.items():
             live = self.versions.read_live(name)
             if live is not None:
+                self._check_origin(t, live["version"])
                 meta = t.strategy.load(self.versions.path(name, live["version"]))
                 t.cursor = int(meta.get("metrics", {}).get("store_cursor", 0))
                 t.seen = int(meta.get("metrics", {}).get("experiences_seen", 0))
@@ -364,7 +371,36 @@ class OnlineLearner:
                 else:
                     logger.warning("strategy %s: no checkpoint and no warm start, serving an untrained network", name)
                 self._save_version(t, metrics={"initial": "warm" if t.settings.warm_start else "cold"})
+                self.versions.record_origin(name, self._origin(t))
         self.cursor = min((t.cursor for t in self.trainees.values()), default=0)
+
+    def _origin(self, t: _Trainee) -> dict[str, Any]:
+        warm = t.settings.warm_start
+        return {"warm_start": warm, "digest": checkpoint_digest(warm) if warm else None}
+
+    def _check_origin(self, t: _Trainee, live_version: int) -> None:
+        """Resuming serves the live version and never reads the warm start again, so a changed warm start (another
+        path, or new contents at the same path: `routerllm rate` rerun) would be ignored in silence: refuse."""
+        started, now = self.versions.origin(t.name), self._origin(t)
+        if started is None:  # LIVE.json from before origins were kept: record today's, nothing to compare
+            self.versions.record_origin(t.name, now)
+            return
+        same_path = started.get("warm_start") == now["warm_start"]
+        if same_path and (now["digest"] is None or started.get("digest") in (None, now["digest"])):
+            return  # unchanged, or the file is gone (not needed to resume)
+        field = f"learner.training.strategies.{t.name}.warm_start (router.strategies.{t.name}.checkpoint)"
+        what = (
+            f"its contents changed since (digest {started.get('digest')} -> {now['digest']})"
+            if same_path
+            else f"the config now gives {now['warm_start']!r}"
+        )
+        raise WarmStartChangedError(
+            f"strategy {t.name!r}: the versions under {self.versions.root / t.name} (live v{live_version}) started "
+            f"from warm start {started.get('warm_start')!r}, but {what}: {field}. Resuming would serve v{live_version} "
+            f"and ignore the new checkpoint. To keep learning from v{live_version}, give the old checkpoint back; to "
+            "start from the new one, point learner.training.checkpoint_dir at an empty directory (the outcome store "
+            "is kept, and its experiences are learned again from the new start)."
+        )
 
     def _refill(self, t: _Trainee) -> None:
         """Put the experiences read before the checkpoint back into replay and the held-back slice."""

@@ -39,6 +39,15 @@ class PolicyVersions:
         path = self.root / name / LIVE_FILE
         return json.loads(path.read_text()) if path.is_file() else None
 
+    def origin(self, name: str) -> dict[str, Any] | None:
+        """What version 1 of `name` started from ({"warm_start": path or None, "digest": checkpoint_digest}), or
+        None where LIVE.json predates this record."""
+        return (self.read_live(name) or {}).get("origin")
+
+    def record_origin(self, name: str, origin: dict[str, Any]) -> None:
+        """Keep in LIVE.json what the versions of `name` started from; later publishes and rollbacks keep it."""
+        self._write_live(name, {**(self.read_live(name) or {"history": [], "rolled_back": []}), "origin": origin})
+
     def pinned(self, name: str) -> int | None:
         """The version a rollback pinned live, or None."""
         return (self.read_live(name) or {}).get("pinned")

@@ -9,9 +9,16 @@ import pytest
 import torch
 
 from experts.catalog import ExpertCatalog, ExpertSpec, ReplayBackendConfig
+from router_deployments.checkpoints import checkpoint_digest
 from router_deployments.objectives import ObjectiveWeights
 from router_deployments.strategies import RouteContext, build_strategy
-from training.online.learner import LearnerConfig, OnlineLearner, StrategyTraining, apply_policy
+from training.online.learner import (
+    LearnerConfig,
+    OnlineLearner,
+    StrategyTraining,
+    WarmStartChangedError,
+    apply_policy,
+)
 from training.online.outcome_store import OutcomeRecord
 from training.online.policy_versions import LIVE_FILE
 from training.rewards import RewardConfig, bandit_reward, routing_reward
@@ -241,6 +248,7 @@ def test_rollback_returns_to_the_previous_version(tmp_path):
     for k, v in learner.get_policy("rl")[1].items():
         np.testing.assert_array_equal(v, v2[k])
     live = json.loads((tmp_path / "ckpt" / "rl" / LIVE_FILE).read_text())
+    assert live.pop("origin") == {"warm_start": None, "digest": None}  # a cold start, kept through rollbacks
     assert live == {"version": 2, "history": [1, 2], "rolled_back": [3], "pinned": 2, "held": []}
     assert all((tmp_path / "ckpt" / "rl" / f"v{v}").is_dir() for v in (1, 2, 3))
     feed(learner, 3, start=20)
@@ -280,6 +288,66 @@ def test_status_says_how_each_strategy_started_and_a_cold_start_warns(tmp_path, 
     assert cold == ["strategy rl: no checkpoint and no warm start, serving an untrained network"]
     again = OnlineLearner(config, catalog()).status()["strategies"]
     assert again["moe"]["start"] == "resumed v1" and again["rl"]["start"] == "resumed v1"
+
+
+def warm_config(tmp_path, checkpoint: str) -> LearnerConfig:
+    config = learner_config(tmp_path, strategies=("moe",))
+    config.strategies["moe"] = StrategyTraining(warm_start=checkpoint, config=SMALL_NETS["moe"])
+    return config
+
+
+def test_a_changed_warm_start_refuses_to_resume_naming_the_field(tmp_path):
+    """A resumed learner serves its live version and never reads the warm start again: a new checkpoint (another
+    path, or a rerun of `routerllm rate` into the same one) must not be ignored in silence."""
+    for seed, where in ((5, "offline"), (6, "rerated")):
+        build_strategy("moe", catalog(), {**SMALL_NETS["moe"], "seed": seed}).save(tmp_path / where)
+    learner = OnlineLearner(warm_config(tmp_path, str(tmp_path / "offline")), catalog())
+    feed(learner, 20, strategy="moe")
+    live = learner.live_versions()["moe"]
+    assert live > 1
+    assert OnlineLearner(warm_config(tmp_path, str(tmp_path / "offline")), catalog()).live_versions()["moe"] == live
+
+    with pytest.raises(WarmStartChangedError) as e:
+        OnlineLearner(warm_config(tmp_path, str(tmp_path / "rerated")), catalog())
+    message = str(e.value)
+    assert "learner.training.strategies.moe.warm_start (router.strategies.moe.checkpoint)" in message
+    assert str(tmp_path / "offline") in message and str(tmp_path / "rerated") in message
+    assert f"live v{live}" in message and "checkpoint_dir" in message
+
+    # The same path with new contents refuses too, naming both digests.
+    old = checkpoint_digest(tmp_path / "offline")
+    build_strategy("moe", catalog(), {**SMALL_NETS["moe"], "seed": 7}).save(tmp_path / "offline")
+    with pytest.raises(WarmStartChangedError, match=f"digest {old} -> {checkpoint_digest(tmp_path / 'offline')}"):
+        OnlineLearner(warm_config(tmp_path, str(tmp_path / "offline")), catalog())
+    with pytest.raises(WarmStartChangedError, match="now gives None"):  # dropping the warm start is a change too
+        OnlineLearner(learner_config(tmp_path, strategies=("moe",)), catalog())
+
+    # The refusals wrote nothing. An empty checkpoint_dir starts from the new checkpoint, and learns the
+    # store's experiences again.
+    assert json.loads((tmp_path / "ckpt" / "moe" / LIVE_FILE).read_text())["version"] == live
+    fresh = warm_config(tmp_path, str(tmp_path / "rerated"))
+    fresh = fresh.model_copy(update={"checkpoint_dir": str(tmp_path / "new")})
+    restarted = OnlineLearner(fresh, catalog())
+    version, arrays = restarted.get_policy("moe")
+    rerated = build_strategy("moe", catalog(), {**SMALL_NETS["moe"], "seed": 6}).state_dict()
+    assert version == 1 and all(np.array_equal(arrays[k], v.numpy()) for k, v in rerated.items())
+    restarted.step()
+    assert restarted.trainees["moe"].seen == 20
+
+
+def test_a_deleted_warm_start_or_an_old_pointer_still_resumes(tmp_path):
+    build_strategy("moe", catalog(), {**SMALL_NETS["moe"], "seed": 5}).save(tmp_path / "offline")
+    config = warm_config(tmp_path, str(tmp_path / "offline"))
+    OnlineLearner(config, catalog())
+    for f in (tmp_path / "offline").iterdir():  # not needed to resume: the live version holds the weights
+        f.unlink()
+    assert OnlineLearner(config, catalog()).live_versions() == {"moe": 1}
+    pointer = tmp_path / "ckpt" / "moe" / LIVE_FILE
+    live = json.loads(pointer.read_text())
+    del live["origin"]  # written before origins were kept
+    pointer.write_text(json.dumps(live))
+    assert OnlineLearner(config, catalog()).live_versions() == {"moe": 1}
+    assert json.loads(pointer.read_text())["origin"] == {"warm_start": str(tmp_path / "offline"), "digest": None}
 
 
 def test_ack_times_how_long_a_publish_takes_to_reach_every_replica(tmp_path):

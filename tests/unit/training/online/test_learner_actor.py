@@ -107,3 +107,24 @@ def test_killed_mid_stream_loses_nothing_acknowledged_and_resumes(learner):
     again = get_or_create_learner(config, catalog(), namespace=namespace, num_cpus=0)
     assert ray.get(again.live_versions.remote()) == ray.get(actor.live_versions.remote())
     assert ray.get_actor(LEARNER_NAME, namespace=namespace) is not None
+
+
+def test_an_actor_whose_warm_start_changed_fails_to_start_naming_the_field(ray_session, tmp_path):
+    """The refusal reaches whoever deploys: the actor's creation fails with the field's name, which the graph's
+    wait_until_ready turns into LearnerNotReadyError ("failed to start: ...")."""
+    from router_deployments.strategies import build_strategy
+    from training.online.learner import OnlineLearner
+
+    from .test_learner import SMALL_NETS, warm_config
+
+    for seed, where in ((5, "offline"), (6, "rerated")):
+        build_strategy("moe", catalog(), {**SMALL_NETS["moe"], "seed": seed}).save(tmp_path / where)
+    OnlineLearner(warm_config(tmp_path, str(tmp_path / "offline")), catalog())  # the versions a run left behind
+    namespace = f"routerllm-test-{uuid.uuid4().hex[:8]}"
+    config = warm_config(tmp_path, str(tmp_path / "rerated"))
+    actor = get_or_create_learner(config, catalog(), namespace=namespace, num_cpus=0)
+    try:
+        with pytest.raises(ray.exceptions.RayActorError, match=r"learner\.training\.strategies\.moe\.warm_start"):
+            ray.get(actor.live_versions.remote(), timeout=60)
+    finally:
+        ray.kill(actor, no_restart=True)
