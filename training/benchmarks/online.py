@@ -113,6 +113,8 @@ class OnlineBenchConfig:
     strategies: list[str] = field(default_factory=lambda: ["rl", "moe"])
     starts: list[str] = field(default_factory=lambda: ["cold", "warm"])
     vw: bool = True
+    full_information: bool = True
+    """Run the full-information reference (FullInformationRouter): the cold head told every expert's outcome."""
     window: int = 250
     """Events per point of the learning curve."""
     step_every: int = 1
@@ -197,6 +199,42 @@ class LearnerRouter:
         keys = ("live_version", "updates", "publishes", "unchecked_publishes", "refused_publishes", "epsilon")
         keys += ("exploration",)
         return {k: s[k] for k in keys}
+
+
+class FullInformationRouter:
+    """A reference, not a learner: the cold rl head (same layout, same rating prior) that observes every expert's
+    outcome on every streamed prompt and routes greedily on its posterior mean. No bandit learner with this head
+    can expect more on this stream: it knows the same and more, and pays nothing to explore. Where it barely beats
+    the best fixed expert, there is no room for a learner to beat it after paying for exploration."""
+
+    def __init__(self, stream: Stream, config: OnlineBenchConfig, root: Path):
+        cls = get_strategy_class("rl")
+        settings = {**STRATEGY_CONFIG["rl"], **START_CONFIG["cold"], **config.strategy_config.get("rl", {})}
+        settings = {**settings, "seed": config.router_seed, "thompson_scale": 0.0, "epsilon": 0.0}
+        self.stream, self.strategy = stream, cls(stream.catalog, cls.Config(**settings))
+        self.weights = ObjectiveWeights(quality=1.0, cost=stream.lam)
+        rows = rating_rows(stream, config)
+        if len(rows):
+            table = stream.rating.subset(rows)
+            observe_rated(self.strategy.head, stream.rating_embeddings[rows], table.scores, table.costs, self.profile)
+
+    @property
+    def profile(self):
+        return self.strategy.profile
+
+    def route(self, event: int, row: int) -> list[int]:
+        return [int(self.greedy(self.stream.train_embeddings[row : row + 1], [self.stream.train.prompts[row]])[0])]
+
+    def feedback(self, event: int, row: int, experts: list[int]) -> None:
+        s, r = self.stream, slice(row, row + 1)
+        observe_rated(self.strategy.head, s.train_embeddings[r], s.train.scores[r], s.train.costs[r], self.profile)
+
+    def greedy(self, embeddings: np.ndarray, texts: list[str]) -> np.ndarray:
+        contexts = [RouteContext(text=t, embedding=e, weights=self.weights) for t, e in zip(texts, embeddings)]
+        return np.array([self.stream.catalog.index(d.expert) for d in self.strategy.route_batch(contexts)])
+
+    def summary(self) -> dict[str, Any]:
+        return {}
 
 
 # --- set-up ---------------------------------------------------------------------------------------------
@@ -364,6 +402,8 @@ def run_online_bench(
                 **router.summary(),
             }
             tqdm.write(f"{name}: average reward {rewards.mean():.4f} ({results['routers'][name]['wall_s']:.0f} s)")
+        if config.full_information:
+            results["references"]["full_information"] = full_information_figures(stream, config, Path(tmp))
     results["targets"] = targets(results)
     if config.shift is not None:
         names = stream.catalog.names
@@ -373,6 +413,14 @@ def run_online_bench(
     (out / "results.json").write_text(json.dumps(results, indent=2))
     plot_learning_curves(results, out / "learning_curve.png")
     return results
+
+
+def full_information_figures(stream: Stream, config: OnlineBenchConfig, root: Path) -> dict[str, Any]:
+    """Stream average, windows and held-out figures of FullInformationRouter (a reference: no exploration cost)."""
+    router = FullInformationRouter(stream, config, root)
+    rewards = replay_stream(router, stream, desc="full information (reference)", progress=config.progress)
+    held = held_out_figures(stream, router.greedy(stream.held_out_embeddings, stream.held_out.prompts))
+    return {"average_reward": float(rewards.mean()), "windows": window_means(rewards, config.window), "held_out": held}
 
 
 def per_pass(rewards: np.ndarray, pass_length: int, passes: int) -> list[float]:

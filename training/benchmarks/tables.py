@@ -56,6 +56,12 @@ def online_table(results: dict[str, Any]) -> str:
             f"best fixed per task (hindsight, reads the task label): {per_task['average_reward']:.4f} on the stream, "
             f"{per_task['held_out']['reward']:.4f} held out (best fixed {refs['best_fixed']['held_out']['reward']:.4f})"
         )
+    if "full_information" in refs:
+        full = refs["full_information"]
+        lines.append(
+            f"full information (the cold head told every expert's outcome, greedy; no exploration cost): "
+            f"{full['average_reward']:.4f} on the stream, {full['held_out']['reward']:.4f} held out"
+        )
     if "n_set_aside" in results:
         n = results["n_set_aside"]
         rated = f"{n} set-aside prompts, never streamed" if n else "the stream"

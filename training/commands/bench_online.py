@@ -52,6 +52,13 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--starts", default="cold,warm", help="cold and/or warm (from an offline fit)")
     parser.add_argument("--warm-dir", default=None, help="<dir>/<strategy> checkpoints to warm-start from")
     parser.add_argument("--vw", action=argparse.BooleanOptionalAction, default=True, help="run Vowpal Wabbit")
+    parser.add_argument(
+        "--full-information",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the full-information reference: the cold head told every expert's outcome on every prompt, routing "
+        "greedily (what a learner with this head could reach without paying to explore)",
+    )
     parser.add_argument("--window", type=int, default=250, help="requests per point of the learning curve")
     parser.add_argument("--learner", action="append", default=[], metavar="OPTION=VALUE", help="LearnerConfig")
     parser.add_argument(
@@ -114,6 +121,7 @@ def run_bench_online(args: argparse.Namespace) -> int:
         strategies=names(args.strategies),
         starts=names(args.starts),
         vw=args.vw,
+        full_information=args.full_information,
         window=args.window,
         warm_dir=args.warm_dir,
         learner=dotted_values([f"learner.{p}" for p in args.learner], "--learner").get("learner", {}),

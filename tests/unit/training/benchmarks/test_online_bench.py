@@ -12,6 +12,7 @@ from router_deployments.objectives import ExpertProfile
 from router_deployments.strategies.outcome_head import BayesianOutcomeHead, OutcomeHeadConfig, observe_rated
 from training.benchmarks.online import (
     COLD_HEAD,
+    FullInformationRouter,
     LearnerRouter,
     OnlineBenchConfig,
     build_learner,
@@ -56,8 +57,11 @@ def test_bench_online_smoke(routerbench_dir, tmp_path, capsys, fake_embeddings):
         if name != "vw-squarecb":
             assert r["publishes"] > 1 and r["live_version"] > 1
             assert set(results["targets"][name]) == {"beats_best_fixed", "beats_vw"}
+    full = refs["full_information"]
+    assert refs["random"]["average_reward"] <= full["average_reward"] <= refs["oracle"]["average_reward"]
+    assert len(full["windows"]) == -(-2 * n // 20) and 0 <= full["held_out"]["quality"] <= 1
     printed = capsys.readouterr().out
-    assert "rl-cold" in printed
+    assert "rl-cold" in printed and "full information (the cold head told every expert's outcome" in printed
     assert f"rated on {results['n_set_aside']} set-aside prompts, never streamed" in printed
 
 
@@ -112,6 +116,26 @@ def test_a_cold_learner_starts_from_the_rating_table_and_only_with_the_rating_pr
     config.rating_prior = False
     plain = build_learner(name, "cold", stream, config, tmp_path / "without")
     assert plain.trainees[name].live.head.count.sum() == 0  # the catalog's means alone
+
+
+def test_the_full_information_reference_observes_every_expert_on_every_prompt(
+    routerbench_dir, tmp_path, fake_embeddings
+):
+    config = OnlineBenchConfig(data=str(routerbench_dir), out="unused", limit=100, seed=2, passes=1)
+    stream = prepare_stream(config)
+    router = FullInformationRouter(stream, config, tmp_path)
+    n_rating, n_experts = len(stream.rating), len(stream.catalog)
+    assert router.strategy.head.count.tolist() == [n_rating] * n_experts
+    rewards = replay_stream(router, stream, progress=False)
+    assert router.strategy.head.count.tolist() == [n_rating + len(stream.rows)] * n_experts
+    # One prompt at a time is the same evidence as the whole table at once: rating rows, then the stream.
+    expected = BayesianOutcomeHead(ExpertProfile(stream.catalog), stream.train_embeddings.shape[1], HEAD_CONFIG)
+    profile, table, seen = ExpertProfile(stream.catalog), stream.rating, stream.train.subset(stream.rows)
+    observe_rated(expected, stream.rating_embeddings, table.scores, table.costs, profile)
+    observe_rated(expected, stream.train_embeddings[stream.rows], seen.scores, seen.costs, profile)
+    probe = stream.held_out_embeddings[:5]
+    np.testing.assert_allclose(router.strategy.head.predict(probe), expected.predict(probe), atol=1e-8)
+    assert len(rewards) == len(stream.rows)
 
 
 def test_a_sampling_seed_redraws_the_routers_on_the_same_stream(routerbench_dir, tmp_path, fake_embeddings):
