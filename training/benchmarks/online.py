@@ -83,12 +83,6 @@ START_CONFIG: dict[str, dict[str, Any]] = {
     "cold": {"thompson_scale": 0.1, "head": COLD_HEAD},
     "warm": {"network_weight": 0.5},
 }
-# Per strategy and start, on top of START_CONFIG. Warm rl also explores by Thompson sampling (as the served configs
-# do): where a shift brings prompts its offline fit never saw, the head's posterior is wide and rl tries the other
-# experts there, instead of waiting for epsilon. Chosen on the shift scenario's data seeds 3-4, never on the seeds
-# 0-2 the README reports: over phase 2, summed over the four settings and two seeds, rl +0.098 (6 of 8 up), moe
-# -0.035 (its gate, trained online at 3e-3, already moves off its offline guess), so warm moe keeps epsilon alone.
-START_STRATEGY_CONFIG: dict[tuple[str, str], dict[str, Any]] = {("rl", "warm"): {"thompson_scale": 0.1}}
 
 
 @dataclass
@@ -215,8 +209,7 @@ class FullInformationRouter:
 
     def __init__(self, stream: Stream, config: OnlineBenchConfig, root: Path):
         cls = get_strategy_class("rl")
-        settings = {**STRATEGY_CONFIG["rl"], **START_CONFIG["cold"], **START_STRATEGY_CONFIG.get(("rl", "cold"), {})}
-        settings = {**settings, **config.strategy_config.get("rl", {})}
+        settings = {**STRATEGY_CONFIG["rl"], **START_CONFIG["cold"], **config.strategy_config.get("rl", {})}
         settings = {**settings, "seed": config.router_seed, "thompson_scale": 0.0, "epsilon": 0.0}
         self.stream, self.strategy = stream, cls(stream.catalog, cls.Config(**settings))
         self.weights = ObjectiveWeights(quality=1.0, cost=stream.lam)
@@ -327,7 +320,6 @@ def build_learner(name: str, start: str, stream: Stream, config: OnlineBenchConf
     strategy_config = {
         **STRATEGY_CONFIG.get(name, {}),
         **START_CONFIG[start],
-        **START_STRATEGY_CONFIG.get((name, start), {}),
         **config.strategy_config.get(name, {}),
         "seed": config.router_seed,
     }

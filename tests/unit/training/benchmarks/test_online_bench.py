@@ -183,19 +183,6 @@ def test_a_warm_start_with_a_centred_head_is_centred_on_its_fits_training_prompt
     assert not build_learner("moe", "warm", stream, config, tmp_path / "plain").trainees["moe"].live.head.center.any()
 
 
-def test_warm_rl_explores_by_thompson_sampling_and_warm_moe_by_epsilon(routerbench_dir, tmp_path, fake_embeddings):
-    config = OnlineBenchConfig(data=str(routerbench_dir), out="unused", limit=100, seed=0, passes=1)
-    config.trainer_options = {
-        "rl": ["--total-steps", "64", "--learning-starts", "32", "--val-fraction", "0"],
-        "moe": ["--epochs", "1", "--val-fraction", "0"],
-    }
-    stream = prepare_stream(config)
-    scales = {n: build_learner(n, "warm", stream, config, tmp_path / n).trainees[n].live.config for n in ("rl", "moe")}
-    assert scales["rl"].thompson_scale == 0.1 and scales["moe"].thompson_scale == 0.0
-    config.strategy_config = {"rl": {"thompson_scale": 0.0}}  # --set still has the last word
-    assert build_learner("rl", "warm", stream, config, tmp_path / "off").trainees["rl"].live.config.thompson_scale == 0
-
-
 @pytest.mark.skipif(not HAS_VW, reason="needs the vowpalwabbit package (the bench extra)")
 def test_vw_pretrained_on_the_rating_table_starts_from_it(routerbench_dir, fake_embeddings):
     config = OnlineBenchConfig(data=str(routerbench_dir), out="unused", limit=120, seed=1, passes=1, set_aside=0.25)
