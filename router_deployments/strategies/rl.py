@@ -322,8 +322,7 @@ class RLStrategy(RoutingStrategy):
             if ours_to_check and isinstance(theirs, dict) and theirs != ours:
                 raise CheckpointError(
                     f"checkpoint {path} has another rl architecture than this router ({field_diff(theirs, ours)}); "
-                    "retrain it with "
-                    "`routerllm train rl`, or configure the router as the checkpoint was"
+                    "retrain it with `routerllm train rl`, or configure the router as the checkpoint was"
                 )
         return super().load(path)
 

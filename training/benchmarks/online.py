@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from router_deployments.objectives import ObjectiveWeights
-from router_deployments.strategies import RouteContext, get_strategy_class
+from router_deployments.strategies import RouteContext, RoutingStrategy, get_strategy_class
 from router_deployments.strategies.outcome_head import observe_rated
 from training.benchmarks.plots import plot_learning_curves
 from training.benchmarks.shift import ShiftPlan, old_task_rows, phase_figures
@@ -207,20 +207,10 @@ class FullInformationRouter:
     can expect more on this stream: it knows the same and more, and pays nothing to explore. Where it barely beats
     the best fixed expert, there is no room for a learner to beat it after paying for exploration."""
 
-    def __init__(self, stream: Stream, config: OnlineBenchConfig, root: Path):
-        cls = get_strategy_class("rl")
-        settings = {**STRATEGY_CONFIG["rl"], **START_CONFIG["cold"], **config.strategy_config.get("rl", {})}
-        settings = {**settings, "seed": config.router_seed, "thompson_scale": 0.0, "epsilon": 0.0}
-        self.stream, self.strategy = stream, cls(stream.catalog, cls.Config(**settings))
-        self.weights = ObjectiveWeights(quality=1.0, cost=stream.lam)
-        rows = rating_rows(stream, config)
-        if len(rows):
-            table = stream.rating.subset(rows)
-            observe_rated(self.strategy.head, stream.rating_embeddings[rows], table.scores, table.costs, self.profile)
-
-    @property
-    def profile(self):
-        return self.strategy.profile
+    def __init__(self, stream: Stream, config: OnlineBenchConfig):
+        settings = {**strategy_settings("rl", "cold", config), "thompson_scale": 0.0, "epsilon": 0.0}
+        self.stream, self.strategy = stream, rated_untrained("rl", settings, stream, rating_rows(stream, config))[0]
+        self.weights, self.profile = ObjectiveWeights(quality=1.0, cost=stream.lam), self.strategy.profile
 
     def route(self, event: int, row: int) -> list[int]:
         return [int(self.greedy(self.stream.train_embeddings[row : row + 1], [self.stream.train.prompts[row]])[0])]
@@ -303,26 +293,42 @@ def rating_rows(stream: Stream, config: OnlineBenchConfig) -> np.ndarray:
     return old_task_rows(stream.rating.tasks, config.shift)
 
 
-def rated_checkpoint(name: str, strategy_config: dict[str, Any], stream: Stream, rows: np.ndarray, root: Path) -> str:
-    """A checkpoint of an untrained `name` whose head has observed the rating rows (outcome_head.observe_rated):
-    the cold start of a learner that knows the operator's rating benchmark prompt by prompt."""
+def rated_untrained(
+    name: str, strategy_config: dict[str, Any], stream: Stream, rows: np.ndarray
+) -> tuple[RoutingStrategy, dict[str, Any]]:
+    """An untrained `name` whose head has observed the rating rows (outcome_head.observe_rated; none: the catalog's
+    means alone), and what observe_rated returned."""
     cls = get_strategy_class(name)
     strategy = cls(stream.catalog, cls.Config(**strategy_config))
+    if not len(rows):
+        return strategy, {}
     table = stream.rating.subset(rows)
     observed = observe_rated(strategy.head, stream.rating_embeddings[rows], table.scores, table.costs, strategy.profile)
+    return strategy, observed
+
+
+def rated_checkpoint(name: str, strategy_config: dict[str, Any], stream: Stream, rows: np.ndarray, root: Path) -> str:
+    """A checkpoint of rated_untrained(...): the cold start of a learner that knows the operator's rating benchmark
+    prompt by prompt."""
+    strategy, observed = rated_untrained(name, strategy_config, stream, rows)
     path = root / "rated" / name
     strategy.save(path, metrics={"initial": "cold, head seeded by the rating table", **observed})
     return str(path)
 
 
-def build_learner(name: str, start: str, stream: Stream, config: OnlineBenchConfig, root: Path) -> OnlineLearner:
-    """An OnlineLearner over an in-memory store, training one strategy, as the benchmark runs it."""
-    strategy_config = {
+def strategy_settings(name: str, start: str, config: OnlineBenchConfig) -> dict[str, Any]:
+    """The strategy config of a `start` learner of `name`: STRATEGY_CONFIG, START_CONFIG, then --set overrides."""
+    return {
         **STRATEGY_CONFIG.get(name, {}),
         **START_CONFIG[start],
         **config.strategy_config.get(name, {}),
         "seed": config.router_seed,
     }
+
+
+def build_learner(name: str, start: str, stream: Stream, config: OnlineBenchConfig, root: Path) -> OnlineLearner:
+    """An OnlineLearner over an in-memory store, training one strategy, as the benchmark runs it."""
+    strategy_config = strategy_settings(name, start, config)
     # Where the learner starts: an offline fit (warm), a head that has seen the rating table (cold, rating prior),
     # or nothing (cold: the catalog's means).
     rows = rating_rows(stream, config)
@@ -403,7 +409,7 @@ def run_online_bench(
             }
             tqdm.write(f"{name}: average reward {rewards.mean():.4f} ({results['routers'][name]['wall_s']:.0f} s)")
         if config.full_information:
-            results["references"]["full_information"] = full_information_figures(stream, config, Path(tmp))
+            results["references"]["full_information"] = full_information_figures(stream, config)
     results["targets"] = targets(results)
     if config.shift is not None:
         names = stream.catalog.names
@@ -415,9 +421,9 @@ def run_online_bench(
     return results
 
 
-def full_information_figures(stream: Stream, config: OnlineBenchConfig, root: Path) -> dict[str, Any]:
+def full_information_figures(stream: Stream, config: OnlineBenchConfig) -> dict[str, Any]:
     """Stream average, windows and held-out figures of FullInformationRouter (a reference: no exploration cost)."""
-    router = FullInformationRouter(stream, config, root)
+    router = FullInformationRouter(stream, config)
     rewards = replay_stream(router, stream, desc="full information (reference)", progress=config.progress)
     held = held_out_figures(stream, router.greedy(stream.held_out_embeddings, stream.held_out.prompts))
     return {"average_reward": float(rewards.mean()), "windows": window_means(rewards, config.window), "held_out": held}

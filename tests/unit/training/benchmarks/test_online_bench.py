@@ -118,12 +118,10 @@ def test_a_cold_learner_starts_from_the_rating_table_and_only_with_the_rating_pr
     assert plain.trainees[name].live.head.count.sum() == 0  # the catalog's means alone
 
 
-def test_the_full_information_reference_observes_every_expert_on_every_prompt(
-    routerbench_dir, tmp_path, fake_embeddings
-):
+def test_the_full_information_reference_observes_every_expert_on_every_prompt(routerbench_dir, fake_embeddings):
     config = OnlineBenchConfig(data=str(routerbench_dir), out="unused", limit=100, seed=2, passes=1)
     stream = prepare_stream(config)
-    router = FullInformationRouter(stream, config, tmp_path)
+    router = FullInformationRouter(stream, config)
     n_rating, n_experts = len(stream.rating), len(stream.catalog)
     assert router.strategy.head.count.tolist() == [n_rating] * n_experts
     rewards = replay_stream(router, stream, progress=False)
