@@ -85,6 +85,15 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
         help="a strategy config field of the online learners, e.g. --set rl.tau=0.05 (repeatable)",
     )
     parser.add_argument(
+        "--explore",
+        dest="explore_options",
+        action="append",
+        default=[],
+        metavar="START.OPTION=VALUE",
+        help="an exploration field of the cold or warm learners (StrategyTraining), e.g. --explore "
+        "warm.epsilon_end=0.01 (repeatable)",
+    )
+    parser.add_argument(
         "--trainer",
         dest="trainer_options",
         action="append",
@@ -126,6 +135,7 @@ def run_bench_online(args: argparse.Namespace) -> int:
         warm_dir=args.warm_dir,
         learner=dotted_values([f"learner.{p}" for p in args.learner], "--learner").get("learner", {}),
         strategy_config=dotted_values(args.set_options, "--set"),
+        exploration=dotted_values(args.explore_options, "--explore"),
         trainer_options=parse_dotted(args.trainer_options, "--trainer"),
         embedder=args.embedder,
     )

@@ -35,9 +35,12 @@ def test_bench_online_smoke(routerbench_dir, tmp_path, capsys, fake_embeddings):
     argv += ["--limit", "80", "--passes", "2", "--lam", "0.5", "--window", "20", "--starts", "cold,warm"]
     argv += ["--trainer", "rl.total_steps=160", "--trainer", "rl.learning_starts=64", "--trainer", "rl.val_fraction=0"]
     argv += ["--trainer", "moe.epochs=2", "--trainer", "moe.val_fraction=0", "--learner", "publish_every_updates=4"]
+    argv += ["--explore", "warm.epsilon_start=0.1"]
     argv += [] if HAS_VW else ["--no-vw"]
     assert main(argv) == 0
     results = json.loads((out / "results.json").read_text())
+    assert results["config"]["exploration"] == {"warm": {"epsilon_start": 0.1}}
+    assert results["routers"]["rl-warm"]["epsilon"] > 0.05  # from 0.1, not the default 0.03, decaying to 0.005
     assert (out / "learning_curve.png").stat().st_size > 10_000
     expected = {"rl-cold", "rl-warm", "moe-cold", "moe-warm"} | ({"vw-squarecb"} if HAS_VW else set())
     assert set(results["routers"]) == expected
