@@ -69,8 +69,12 @@ EXPLORATION: dict[str, dict[str, float]] = {
 # head's evidence on the new task overrides the offline network's guess there (seed 0, warm, --shift, phase 2, with
 # the learner's TD-prioritised replay: seed4 lam 0.1 rl 0.445 -> 0.483, moe 0.484 -> 0.482; mix4 lam 0.5 rl
 # 0.548 -> 0.559, moe 0.554 -> 0.553).
+# rl serves its target network, the Polyak average of the online one: online it follows at tau 0.05 instead of the
+# offline 0.01, so a warm network that is wrong about new traffic is corrected within tens of updates, not hundreds
+# (--shift, rl-warm's phase 2 summed over the four settings and both tuning seeds 3-4: +0.061; network_weight 0.25
+# instead: +0.049). Cold starts do not route on the network (network_weight 0), so it moves them not at all.
 HEAD: dict[str, Any] = {"head": {"features": 0, "ridge": 30.0, "blend": "evidence"}, "network_weight": 0.0}
-STRATEGY_CONFIG: dict[str, dict[str, Any]] = {"rl": {**HEAD}, "moe": {"learning_rate": 3e-3, **HEAD}}
+STRATEGY_CONFIG: dict[str, dict[str, Any]] = {"rl": {**HEAD, "tau": 0.05}, "moe": {"learning_rate": 3e-3, **HEAD}}
 # Cold starts: heads centred on the rating table's mean embedding, scaled by 1.6, and thompson_scale 0.1 (utility
 # noise sd of the posterior draws per unit posterior sd). Chosen in scratch numpy replays of the head on data seeds
 # 3-5 (8 sampling streams each: one stream moves the sum below by +-0.01), never on the seeds 0-2 the README reports
