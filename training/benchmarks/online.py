@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 from tqdm import tqdm
 
 from router_deployments.objectives import ObjectiveWeights
@@ -330,6 +331,30 @@ def strategy_settings(name: str, start: str, config: OnlineBenchConfig) -> dict[
     }
 
 
+def exploration_settings(start: str, config: OnlineBenchConfig) -> dict[str, Any]:
+    """The StrategyTraining exploration fields of a `start` learner: EXPLORATION, then --explore overrides."""
+    return {**EXPLORATION[start], **config.exploration.get(start, {})}
+
+
+def check_overrides(config: OnlineBenchConfig) -> None:
+    """Before any work: every start (--starts, and those --explore names) exists, every --explore field is a valid
+    StrategyTraining field, and --set names only online learners (a clear ValueError, not a run that ignores it)."""
+    for flag, starts in (("starts", config.starts), ("--explore starts", list(config.exploration))):
+        unknown = [s for s in starts if s not in EXPLORATION]
+        if unknown:
+            raise ValueError(f"Invalid {flag} {unknown}. Available starts are {sorted(EXPLORATION)}")
+    learners = set(STRATEGY_CONFIG) | set(config.strategies)
+    unknown = sorted(set(config.strategy_config) - learners)
+    if unknown:
+        raise ValueError(f"--set names strategies {unknown} that do not learn online here: {sorted(learners)}")
+    for start in config.exploration:
+        try:
+            StrategyTraining(**exploration_settings(start, config))
+        except ValidationError as e:
+            why = "; ".join(f"{start}.{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+            raise ValueError(f"Invalid --explore {why}") from None
+
+
 def build_learner(name: str, start: str, stream: Stream, config: OnlineBenchConfig, root: Path) -> OnlineLearner:
     """An OnlineLearner over an in-memory store, training one strategy, as the benchmark runs it."""
     strategy_config = strategy_settings(name, start, config)
@@ -344,8 +369,7 @@ def build_learner(name: str, start: str, stream: Stream, config: OnlineBenchConf
         initial = rated_checkpoint(name, strategy_config, stream, rows, root)
     else:
         initial = None
-    exploration = {**EXPLORATION[start], **config.exploration.get(start, {})}
-    training = StrategyTraining(warm_start=initial, config=strategy_config, **exploration)
+    training = StrategyTraining(warm_start=initial, config=strategy_config, **exploration_settings(start, config))
     learner_config = LearnerConfig(
         store_path=MEMORY,
         checkpoint_dir=str(root / f"{name}-{start}"),
@@ -368,9 +392,7 @@ def run_online_bench(
     import torch
 
     torch.set_num_threads(config.torch_threads)
-    unknown = [s for s in config.starts if s not in EXPLORATION]
-    if unknown:
-        raise ValueError(f"Invalid starts {unknown}. Available starts are {sorted(EXPLORATION)}")
+    check_overrides(config)
     stream = prepare_stream(config)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 
 import numpy as np
 import pytest
@@ -198,3 +199,20 @@ def test_vw_pretrained_on_the_rating_table_starts_from_it(routerbench_dir, fake_
     rewards = stream.rewards(stream.rating)
     greedy = rated.greedy(stream.rating_embeddings, stream.rating.prompts)
     assert rewards[np.arange(len(rewards)), greedy].mean() > rewards.mean()  # better than a random expert on it
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--explore", "hot.epsilon_start=0.1"], r"Invalid --explore starts \['hot'\]. Available starts are"),
+        (["--explore", "warm.epsilonn=0.1"], r"Invalid --explore warm\.epsilonn: Extra inputs are not permitted"),
+        (["--explore", "cold.epsilon_end=2"], r"Invalid --explore cold\.epsilon_end: Input should be less than"),
+        (["--set", "knn.k=3"], r"--set names strategies \['knn'\] that do not learn online here"),
+    ],
+)
+def test_bad_overrides_are_refused_before_any_work(routerbench_dir, tmp_path, capsys, flags, message):
+    out = tmp_path / "online"
+    argv = ["bench-online", "--data", str(routerbench_dir), "--out", str(out), "--limit", "40", *flags]
+    assert main(argv) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not out.exists()  # refused before the stream was prepared or anything written
