@@ -23,7 +23,7 @@ import yaml
 
 from router_deployments.objectives import ObjectiveWeights
 from router_deployments.strategies import RouteContext, build_strategy
-from training.benchmarks.online import BENCH_LEARNER, EXPLORATION, STRATEGY_CONFIG, OnlineBenchConfig
+from training.benchmarks.online_setup import BENCH_LEARNER, EXPLORATION, STRATEGY_CONFIG, OnlineBenchConfig
 from training.benchmarks.stream import Stream
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

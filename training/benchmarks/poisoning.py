@@ -27,7 +27,13 @@ import numpy as np
 
 from router_deployments.objectives import ObjectiveWeights
 from router_deployments.strategies import RouteContext
-from training.benchmarks.online import BENCH_LEARNER, EXPLORATION, STRATEGY_CONFIG, OnlineBenchConfig, prepare_stream
+from training.benchmarks.online_setup import (
+    BENCH_LEARNER,
+    EXPLORATION,
+    STRATEGY_CONFIG,
+    OnlineBenchConfig,
+    prepare_stream,
+)
 from training.benchmarks.stream import Stream
 from training.online.learner import LearnerConfig, OnlineLearner, StrategyTraining, apply_policy
 from training.online.outcome_store import MEMORY, OutcomeRecord

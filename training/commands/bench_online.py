@@ -15,7 +15,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
         "bench-online",
         help="replay a stream of prompts through the online learners, VW and references (learning while serving)",
         description="Writes <out>/results.json and <out>/learning_curve.png and prints a table "
-        "(see training/benchmarks/online.py).",
+        "(see training/benchmarks/online.py; its settings: online_setup.py).",
     )
     parser.add_argument("--data", required=True, help="RouterBench CSV or directory")
     parser.add_argument("--out", required=True, help="output directory")
@@ -108,7 +108,8 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
 def run_bench_online(args: argparse.Namespace) -> int:
     """Replay the stream in process, or with --through-serve with the served learners (over_http) in place of the
     in-process ones."""
-    from training.benchmarks.online import OnlineBenchConfig, run_online_bench
+    from training.benchmarks.online import run_online_bench
+    from training.benchmarks.online_setup import OnlineBenchConfig
     from training.benchmarks.tables import online_table
 
     if args.shift and args.passes not in (None, 1):

@@ -84,7 +84,7 @@ def test_shipped_learners_route_on_the_head_with_thompson_sampling_and_log_true_
         assert training.config["head"] == {"ridge": 30, "blend": "evidence"} and training.config["network_weight"] == 0
         strategy = build_strategy(strategy_name, config.catalog, training.config)
         if strategy_name == "rl":  # the served network follows the trained one as fast as bench-online measured
-            from training.benchmarks.online import STRATEGY_CONFIG
+            from training.benchmarks.online_setup import STRATEGY_CONFIG
 
             assert strategy.config.tau == STRATEGY_CONFIG["rl"]["tau"] == 0.05
         decisions = strategy.route_batch(contexts)

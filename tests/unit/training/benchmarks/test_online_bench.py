@@ -11,15 +11,8 @@ import pytest
 
 from router_deployments.objectives import ExpertProfile
 from router_deployments.strategies.outcome_head import BayesianOutcomeHead, OutcomeHeadConfig, observe_rated
-from training.benchmarks.online import (
-    COLD_HEAD,
-    FullInformationRouter,
-    LearnerRouter,
-    OnlineBenchConfig,
-    build_learner,
-    prepare_stream,
-    rating_rows,
-)
+from training.benchmarks.online import FullInformationRouter, LearnerRouter
+from training.benchmarks.online_setup import COLD_HEAD, OnlineBenchConfig, build_learner, prepare_stream, rating_rows
 from training.benchmarks.shift import ShiftPlan
 from training.benchmarks.stream import StreamRouter, replay_stream
 from training.benchmarks.vowpal_wabbit import VowpalWabbitRouter

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.benchmarks.online import OnlineBenchConfig, prepare_stream
+from training.benchmarks.online_setup import OnlineBenchConfig, prepare_stream
 from training.data import prepared
 from training.data.routerbench import PRESETS, load_routerbench
 
