@@ -15,6 +15,7 @@ training/ does not import serve_app (ARCHITECTURE.md), whose AppConfig validates
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,3 +105,41 @@ def rate(
     summary = {"data": data, "config": str(config_path), **summary}
     strategy.save(out, metrics=summary)
     return summary
+
+
+_EXPERT = re.compile(r"^\s*-\s+name:\s*(?P<name>[^#]+?)\s*(#.*)?$")
+_PRIOR = re.compile(r"^(?P<lead>\s+quality_prior:\s*)(?P<value>[^\s#]+)(?P<rest>\s*(#.*)?)$")
+
+
+def write_quality_priors(config_path: str | Path, priors: dict[str, float], digits: int = 3) -> dict[str, tuple]:
+    """Set each named expert's `quality_prior:` in the config file at `config_path` to `priors[name]` (rounded to
+    `digits`), in place, keeping every other line and comment; returns {name: (old, new)}.
+
+    The experts must be written in block style (`- name: ...` then `quality_prior: ...` on a line of its own). The
+    rewritten file is parsed again before it is written: if any expert's prior did not land (another layout, a
+    missing line), nothing is written and the ValueError names the experts."""
+    path = Path(config_path)
+    lines = path.read_text().splitlines(keepends=True)
+    in_experts, current, changed = False, None, {}
+    for i, line in enumerate(lines):
+        if line.strip() and not line[0].isspace() and not line.lstrip().startswith("#"):
+            in_experts, current = line.startswith("experts:"), None
+            continue
+        if not in_experts:
+            continue
+        if m := _EXPERT.match(line):
+            current = str(yaml.safe_load(m["name"]))
+        elif current in priors and current not in changed and (m := _PRIOR.match(line.rstrip("\n"))):
+            new = round(float(priors[current]), digits)
+            changed[current] = (yaml.safe_load(m["value"]), new)
+            lines[i] = f"{m['lead']}{new:.{digits}f}{m['rest']}" + ("\n" if line.endswith("\n") else "")
+    text = "".join(lines)
+    landed = {e.get("name"): e.get("quality_prior") for e in (yaml.safe_load(text) or {}).get("experts") or []}
+    missing = sorted(n for n in priors if n not in changed or landed.get(n) != changed[n][1])
+    if missing:
+        raise ValueError(
+            f"cannot write quality_prior of {missing} in {path}: write each expert in block style with "
+            "`quality_prior: <value>` on a line of its own"
+        )
+    path.write_text(text)
+    return changed

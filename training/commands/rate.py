@@ -14,7 +14,8 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
         description="Build STRATEGY as the serving config builds it, let its Bayesian head observe every expert's "
         "score and cost on every prompt of a RouterBench-style table, and save a checkpoint to name as "
         "router.strategies.STRATEGY.checkpoint in that config (the learner starts from it too). The table's "
-        "columns are the experts' `trained_as` names.",
+        "columns are the experts' `trained_as` names. With --write-priors it also writes the table's mean score per "
+        "expert into that config's quality_prior.",
     )
     parser.add_argument("strategy", choices=SERVED, help="strategy whose head to seed")
     parser.add_argument("--data", required=True, help="RouterBench CSV or directory of CSVs: the rating table")
@@ -22,11 +23,17 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", default="configs/cpu.yaml", help="the serving config the checkpoint is for")
     parser.add_argument("--limit", type=int, default=None, help="rate on at most this many prompts (by task)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --limit sample")
+    parser.add_argument(
+        "--write-priors",
+        action="store_true",
+        help="also set each expert's quality_prior in --config to the table's mean score (in place, comments kept): "
+        "what every strategy and report reads as the expert's quality before any outcome",
+    )
     parser.set_defaults(run=run_rate)
 
 
 def run_rate(args: argparse.Namespace) -> int:
-    from training.rating import rate
+    from training.rating import rate, write_quality_priors
 
     try:
         summary = rate(args.strategy, args.data, args.out, args.config, limit=args.limit, seed=args.seed)
@@ -39,5 +46,13 @@ def run_rate(args: argparse.Namespace) -> int:
             f"{name:<16} {e['column']:<36} {e['rated_quality']:>13.3f} {e['catalog_quality']:>8.3f} "
             f"{e['rated_cost_usd']:>13.6f} {e['catalog_cost_usd']:>10.6f}"
         )
+    if args.write_priors:
+        priors = {name: e["rated_quality"] for name, e in summary["experts"].items()}
+        try:
+            changed = write_quality_priors(args.config, priors)
+        except ValueError as e:
+            raise SystemExit(f"routerllm rate: {e}") from e
+        moves = ", ".join(f"{name} {old} -> {new}" for name, (old, new) in changed.items())
+        print(f"wrote quality_prior in {args.config}: {moves}")
     print(f"serve it: router.strategies.{args.strategy}.checkpoint: {args.out} (in {args.config})")
     return 0

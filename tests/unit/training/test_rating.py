@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import yaml
@@ -78,3 +80,32 @@ def test_rate_runs_from_the_command_line_and_says_what_is_wrong(routerbench_dir,
         with pytest.raises(SystemExit, match=message):
             main(["rate", "moe", "--data", str(routerbench_dir), "--out", str(tmp_path / "x"), *extra])
     assert not (tmp_path / "x").exists()
+
+
+def test_write_priors_sets_the_rated_means_in_the_config_and_keeps_everything_else(routerbench_dir, tmp_path, capsys):
+    config = tmp_path / "cpu.yaml"
+    config.write_text(DEFAULT_CONFIG.read_text())
+    out = tmp_path / "moe"
+    argv = ["rate", "moe", "--data", str(routerbench_dir), "--out", str(out), "--limit", "40", "--config", str(config)]
+    assert main([*argv, "--write-priors"]) == 0
+    assert "wrote quality_prior in" in capsys.readouterr().out
+    summary = yaml.safe_load((out / "meta.json").read_text())["metrics"]
+    catalog = load_config(config).catalog  # still a valid serving config
+    rated = {name: round(e["rated_quality"], 3) for name, e in summary["experts"].items()}
+    assert {e.name: e.quality_prior for e in catalog.experts} == rated
+    before, after = DEFAULT_CONFIG.read_text().splitlines(), config.read_text().splitlines()
+    moved = [(a, b) for a, b in zip(before, after) if a != b]
+    assert len(before) == len(after) and len(moved) == len(rated)  # one line per expert, comments and all else kept
+    assert all(a.split(":")[0] == b.split(":")[0] == "    quality_prior" for a, b in moved)
+    # The checkpoint, rated against the old priors, serves under the new ones (its evidence is rebased).
+    strategy = build_strategy("moe", catalog, {**load_config(config).router.strategies["moe"], "checkpoint": str(out)})
+    strategy.setup()
+    np.testing.assert_array_equal(strategy.head.count, [40, 40, 40, 40])
+
+    # A config whose experts are not in block style (here all of it as JSON) is refused, and left as it was.
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(json.dumps(yaml.safe_load(DEFAULT_CONFIG.read_text())))
+    text = flow.read_text()
+    with pytest.raises(SystemExit, match=r"cannot write quality_prior of \['slot_13b_code', .*block style"):
+        main([*argv[:-1], str(flow), "--write-priors"])
+    assert flow.read_text() == text
