@@ -50,7 +50,7 @@ def run_rate(args: argparse.Namespace) -> int:
         priors = {name: e["rated_quality"] for name, e in summary["experts"].items()}
         try:
             changed = write_quality_priors(args.config, priors)
-        except ValueError as e:
+        except (ValueError, OSError) as e:
             raise SystemExit(f"routerllm rate: {e}") from e
         moves = ", ".join(f"{name} {old} -> {new}" for name, (old, new) in changed.items())
         print(f"wrote quality_prior in {args.config}: {moves}")
