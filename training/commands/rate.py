@@ -51,7 +51,7 @@ def run_rate(args: argparse.Namespace) -> int:
         try:
             changed = write_quality_priors(args.config, priors)
         except (ValueError, OSError) as e:
-            raise SystemExit(f"routerllm rate: {e}") from e
+            raise SystemExit(f"routerllm rate: {e} (the checkpoint at {args.out} is saved)") from e
         moves = ", ".join(f"{name} {old} -> {new}" for name, (old, new) in changed.items())
         print(f"wrote quality_prior in {args.config}: {moves}")
     print(f"serve it: router.strategies.{args.strategy}.checkpoint: {args.out} (in {args.config})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,3 +110,23 @@ def test_write_priors_sets_the_rated_means_in_the_config_and_keeps_everything_el
     with pytest.raises(SystemExit, match=r"cannot write quality_prior of \['slot_13b_code', .*block style"):
         main([*argv[:-1], str(flow), "--write-priors"])
     assert flow.read_text() == text
+
+
+def test_write_priors_to_a_config_it_cannot_write_is_one_line_and_keeps_the_checkpoint(
+    routerbench_dir, tmp_path, monkeypatch
+):
+    config = tmp_path / "cpu.yaml"
+    config.write_text(text := DEFAULT_CONFIG.read_text())
+    write_text = Path.write_text
+
+    def read_only(self, *args, **kwargs):  # the tests run as root, where chmod does not stop a write
+        if self == config:
+            raise PermissionError(13, "Permission denied", str(self))
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", read_only)
+    out = tmp_path / "moe"
+    argv = ["rate", "moe", "--data", str(routerbench_dir), "--out", str(out), "--limit", "20", "--config", str(config)]
+    with pytest.raises(SystemExit, match=r"Permission denied.*the checkpoint at .* is saved"):
+        main([*argv, "--write-priors"])
+    assert config.read_text() == text and (out / "meta.json").is_file()
