@@ -9,6 +9,11 @@ of the table once (outcome_head.observe_rated), and the result is a checkpoint t
 `checkpoint:`. The router and the learner then start from it; the network stays untrained (network_weight 0 keeps
 it out of routing until the learner has trained it).
 
+`--from FIT` starts from an offline fit instead (`routerllm train STRATEGY --data TABLE --out FIT`): its trained
+network is kept and the head observes the table, typically the fit's own training table. That is the warm start
+`routerllm bench-online` measures (its warm heads observe the rows their offline fit trained on; README, "Warm heads
+that know their training rows").
+
 This module reads the config's `experts`, `carbon`, `embedding` and `router` sections with their own typed models:
 training/ does not import serve_app (ARCHITECTURE.md), whose AppConfig validates the rest.
 """
@@ -26,6 +31,7 @@ import yaml
 from experts.carbon_meter import CarbonConfig
 from experts.catalog import ExpertCatalog, ExpertSpec
 from router_deployments.deployment_settings import EmbeddingConfig, RouterConfig
+from router_deployments.checkpoints import CheckpointError
 from router_deployments.strategies import RoutingStrategy, build_strategy
 from router_deployments.strategies.outcome_head import observe_rated
 from training.data import prepared
@@ -67,13 +73,22 @@ def served_setup(config_path: str | Path, strategy: str) -> ServedSetup:
 
 
 def rated_strategy(
-    name: str, setup: ServedSetup, table: OutcomeTable, embeddings: np.ndarray
+    name: str, setup: ServedSetup, table: OutcomeTable, embeddings: np.ndarray, start: str | Path | None = None
 ) -> tuple[RoutingStrategy, dict[str, Any]]:
     """The strategy as served, its head having observed every outcome of `table` (columns in catalog order), and
-    a summary: prompts, and per expert the table's mean score and cost against the catalog's figures."""
+    a summary: prompts, and per expert the table's mean score and cost against the catalog's figures.
+
+    `start`: a checkpoint to load first, e.g. an offline fit from `routerllm train` (a warm start): its network is
+    kept and its head, if it holds statistics, observes the table on top of them. A checkpoint of another strategy,
+    catalog or layout is a ValueError naming it."""
     if table.models != setup.catalog.columns:
         raise ValueError(f"the table's columns {table.models} are not the catalog's {setup.catalog.columns}")
     strategy = build_strategy(name, setup.catalog, setup.strategy_config)
+    if start is not None:
+        try:
+            strategy.load(start)
+        except (CheckpointError, OSError) as e:
+            raise ValueError(f"--from {start}: {e}") from e
     observed = observe_rated(strategy.head, embeddings, table.scores, table.costs, strategy.profile)
     experts = {
         spec.name: {
@@ -86,7 +101,7 @@ def rated_strategy(
         for j, spec in enumerate(setup.catalog.experts)
     }
     return strategy, {
-        "initial": "cold, head seeded by a rating table",
+        "initial": f"warm from {start}, head seeded by a rating table" if start else "cold, head seeded by a rating table",
         "n_prompts": len(table),
         **observed,
         "experts": experts,
@@ -94,14 +109,21 @@ def rated_strategy(
 
 
 def rate(
-    name: str, data: str, out: str, config_path: str | Path, limit: int | None = None, seed: int = 0
+    name: str,
+    data: str,
+    out: str,
+    config_path: str | Path,
+    limit: int | None = None,
+    seed: int = 0,
+    start: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Build `name` as `config_path` serves it, seed its head with the table at `data` (at most `limit` prompts,
-    sampled by task), and save the checkpoint at `out`; returns the summary saved with it."""
+    """Build `name` as `config_path` serves it (from the checkpoint `start`, if given), seed its head with the table
+    at `data` (at most `limit` prompts, sampled by task), and save the checkpoint at `out`; returns the summary saved
+    with it."""
     setup = served_setup(config_path, name)
     table = prepared.stratified_sample(load_routerbench(data, setup.catalog.columns), limit, seed)
     embeddings = embed_texts(table.prompts, model=setup.embedding.model, max_length=setup.embedding.max_length)
-    strategy, summary = rated_strategy(name, setup, table, embeddings)
+    strategy, summary = rated_strategy(name, setup, table, embeddings, start=start)
     summary = {"data": data, "config": str(config_path), **summary}
     strategy.save(out, metrics=summary)
     return summary

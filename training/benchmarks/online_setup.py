@@ -66,11 +66,17 @@ STRATEGY_CONFIG: dict[str, dict[str, Any]] = {"rl": {**HEAD, "tau": 0.05}, "moe"
 # nor on held-out prompts. Sum over the four settings (seed4/mix4, lam 0.1/0.5) of the stream average minus the best
 # fixed expert: uncentred ridge 30 at scale 0.15 +0.014, at 0.1 +0.015; ridge 15 / 60 +0.017 / +0.007; centred x1.3
 # +0.019; centred x1.6 at 0.1 +0.027, at 0.2 +0.012; PCA-whitened 16-64 dims -0.007 to -0.018.
-# Warm starts keep the uncentred head: their offline fit carries no rating table to centre on.
+# Warm starts keep the uncentred head (centring it on the training prompts lowered phase 2 of --shift, README).
+# Their head observes every expert's outcome on the rows the offline fit trained on (OnlineBenchConfig.warm_head,
+# warm_head_checkpoint: what `routerllm rate --from FIT` serves), and they explore by Thompson sampling at 0.1 on
+# top of the small epsilon (EXPLORATION). Chosen on --shift over data seeds 3-4 with two draws each (16 runs a
+# router): rl-warm's phase 2 +0.006 +- 0.004 a run (13 of 16 up), moe-warm +0.003 +- 0.004, against heads that
+# start at the catalog's means without Thompson sampling; the head observing the rows without Thompson sampling:
+# rl -0.005, moe -0.001 a run.
 COLD_HEAD: dict[str, Any] = {**HEAD["head"], "center": True, "scale": 1.6}
 START_CONFIG: dict[str, dict[str, Any]] = {
     "cold": {"thompson_scale": 0.1, "head": COLD_HEAD},
-    "warm": {"network_weight": 0.5},
+    "warm": {"network_weight": 0.5, "thompson_scale": 0.1},
 }
 
 
@@ -110,6 +116,10 @@ class OnlineBenchConfig:
     """Events between learner steps (1: the learner keeps up with every feedback)."""
     warm_dir: str | None = None
     """Directory with <strategy>/ checkpoints from `routerllm train` to warm-start from (None: fit them here)."""
+    warm_head: bool = True
+    """Warm learners' heads observe every expert's outcome on the training rows of the offline fit (warm_rows), as
+    `routerllm rate STRATEGY --from FIT` seeds a served one; False: they start at the catalog's means (the shift
+    tables before session 16)."""
     learner: dict[str, Any] = field(default_factory=dict)
     """LearnerConfig overrides on top of BENCH_LEARNER."""
     strategy_config: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -173,16 +183,25 @@ def warm_rows(stream: Stream, config: OnlineBenchConfig) -> np.ndarray:
     return np.arange(len(stream.train)) if config.shift is None else old_task_rows(stream.train.tasks, config.shift)
 
 
-def centred_checkpoint(name: str, strategy_config: dict[str, Any], stream: Stream, warm: str, rows, root: Path) -> str:
-    """The offline fit at `warm` with a head centred on the mean embedding of the prompts it was fitted on (`rows`
-    of the training part; outcome_head.BayesianOutcomeHead.set_center), for a head config with `center` on: an
-    offline fit carries no head statistics, and no rating table is observed to centre on."""
+def warm_head_checkpoint(
+    name: str, strategy_config: dict[str, Any], stream: Stream, warm: str, rows: np.ndarray, observe: bool, root: Path
+) -> str:
+    """The offline fit at `warm` under the online strategy config, its head prepared on the training `rows` it was
+    fitted on: with `observe`, the head observes every expert's outcome on them (outcome_head.observe_rated, which
+    also centres a head with `center` on), as `routerllm rate --from` does for a served one; without, a head with
+    `center` on is only centred on their mean embedding (BayesianOutcomeHead.set_center)."""
     cls = get_strategy_class(name)
     strategy = cls(stream.catalog, cls.Config(**strategy_config))
     strategy.load(warm)
-    strategy.head.set_center(stream.train_embeddings[rows].mean(axis=0))
-    path = root / "centred" / name
-    strategy.save(path, metrics={"initial": f"warm from {warm}, head centred on {len(rows)} training prompts"})
+    if observe:
+        table = stream.train.subset(rows)
+        observe_rated(strategy.head, stream.train_embeddings[rows], table.scores, table.costs, strategy.profile)
+        initial = f"warm from {warm}, head seeded by its {len(rows)} training prompts"
+    else:
+        strategy.head.set_center(stream.train_embeddings[rows].mean(axis=0))
+        initial = f"warm from {warm}, head centred on {len(rows)} training prompts"
+    path = root / "warm-head" / name
+    strategy.save(path, metrics={"initial": initial})
     return str(path)
 
 
@@ -261,8 +280,11 @@ def build_learner(name: str, start: str, stream: Stream, config: OnlineBenchConf
     rows = rating_rows(stream, config)
     if start == "warm":
         initial = warm_checkpoint(name, stream, config, root)
-        if (strategy_config.get("head") or {}).get("center"):
-            initial = centred_checkpoint(name, strategy_config, stream, initial, warm_rows(stream, config), root)
+        head = strategy_config.get("head") or {}
+        if head and (config.warm_head or head.get("center")):
+            initial = warm_head_checkpoint(
+                name, strategy_config, stream, initial, warm_rows(stream, config), config.warm_head, root
+            )
     elif len(rows) and strategy_config.get("head"):
         initial = rated_checkpoint(name, strategy_config, stream, rows, root)
     else:

@@ -51,6 +51,13 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--strategies", default="rl,moe", help="online learners to run (comma list)")
     parser.add_argument("--starts", default="cold,warm", help="cold and/or warm (from an offline fit)")
     parser.add_argument("--warm-dir", default=None, help="<dir>/<strategy> checkpoints to warm-start from")
+    parser.add_argument(
+        "--warm-head",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="warm learners' heads observe every expert's outcome on their offline fit's training rows (as "
+        "`routerllm rate --from FIT` seeds a served one); --no-warm-head: they start at the catalog's means",
+    )
     parser.add_argument("--vw", action=argparse.BooleanOptionalAction, default=True, help="run Vowpal Wabbit")
     parser.add_argument(
         "--full-information",
@@ -134,6 +141,7 @@ def run_bench_online(args: argparse.Namespace) -> int:
         full_information=args.full_information,
         window=args.window,
         warm_dir=args.warm_dir,
+        warm_head=args.warm_head,
         learner=dotted_values([f"learner.{p}" for p in args.learner], "--learner").get("learner", {}),
         strategy_config=dotted_values(args.set_options, "--set"),
         exploration=dotted_values(args.explore_options, "--explore"),

@@ -24,6 +24,14 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, default=None, help="rate on at most this many prompts (by task)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --limit sample")
     parser.add_argument(
+        "--from",
+        dest="start",
+        default=None,
+        metavar="CKPT",
+        help="start from this checkpoint (an offline fit from `routerllm train STRATEGY`, a warm start): its network "
+        "is kept and its head observes the table (the fit's own training table: what bench-online's warm starts do)",
+    )
+    parser.add_argument(
         "--write-priors",
         action="store_true",
         help="also set each expert's quality_prior in --config to the table's mean score (in place, comments kept): "
@@ -36,7 +44,9 @@ def run_rate(args: argparse.Namespace) -> int:
     from training.rating import rate, write_quality_priors
 
     try:
-        summary = rate(args.strategy, args.data, args.out, args.config, limit=args.limit, seed=args.seed)
+        summary = rate(
+            args.strategy, args.data, args.out, args.config, limit=args.limit, seed=args.seed, start=args.start
+        )
     except ValueError as e:
         raise SystemExit(f"routerllm rate: {e}") from e
     print(f"saved {args.strategy} checkpoint to {args.out}: its head observed {summary['n_prompts']} prompts")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -130,3 +131,37 @@ def test_write_priors_to_a_config_it_cannot_write_is_one_line_and_keeps_the_chec
     with pytest.raises(SystemExit, match=r"Permission denied.*the checkpoint at .* is saved"):
         main([*argv, "--write-priors"])
     assert config.read_text() == text and (out / "meta.json").is_file()
+
+
+def test_rate_from_an_offline_fit_keeps_its_network_and_seeds_its_head(routerbench_dir, tmp_path, capsys):
+    """`routerllm train moe` then `routerllm rate moe --from FIT`: the warm start bench-online measures, as served."""
+    table = tmp_path / "slice.csv"
+    with open(routerbench_dir / "arc_challenge_train.csv", newline="", encoding="utf-8") as fh:
+        csv.field_size_limit(1 << 30)
+        reader = csv.DictReader(fh)
+        rows = [row for _, row in zip(range(40), reader)]
+    with open(table, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=reader.fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
+    fit, out = tmp_path / "fit", tmp_path / "warm-rated"
+    train = ["train", "moe", "--data", str(table), "--experts", "seed4", "--out", str(fit), "--holdout", "0"]
+    assert main([*train, "--epochs", "3", "--val-fraction", "0", "--no-progress"]) == 0
+    assert main(["rate", "moe", "--data", str(table), "--from", str(fit), "--out", str(out)]) == 0
+    assert "its head observed 40 prompts" in capsys.readouterr().out
+
+    warm, _ = served(fit)
+    rated, _ = served(out)
+    np.testing.assert_array_equal(warm.head.count, [0, 0, 0, 0])  # an offline fit holds no head statistics
+    np.testing.assert_array_equal(rated.head.count, [40, 40, 40, 40])
+    network = {k: v for k, v in warm.state_dict().items() if not k.startswith("head.")}
+    kept = rated.state_dict()
+    assert network and all(np.array_equal(np.asarray(v), np.asarray(kept[k])) for k, v in network.items())
+    assert json.loads((out / "meta.json").read_text())["metrics"]["initial"].startswith(f"warm from {fit}")
+
+    # A start that is not a moe checkpoint is refused by name, and nothing is written.
+    assert main(["rate", "rl", "--data", str(table), "--out", str(tmp_path / "rl")]) == 0
+    for start, message in ((tmp_path / "absent", "absent"), (tmp_path / "rl", "rl")):
+        with pytest.raises(SystemExit, match=rf"--from {start}: .*{message}"):
+            main(["rate", "moe", "--data", str(table), "--from", str(start), "--out", str(tmp_path / "x")])
+    assert not (tmp_path / "x").exists()

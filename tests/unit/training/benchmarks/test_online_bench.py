@@ -161,21 +161,29 @@ def test_in_the_shift_scenario_the_rating_prior_holds_the_old_tasks_only(routerb
     assert len(rating_rows(stream, config)) == 0
 
 
-def test_a_warm_start_with_a_centred_head_is_centred_on_its_fits_training_prompts(
+def test_a_warm_head_observes_its_fits_training_prompts_and_nothing_of_the_new_task(
     routerbench_dir, tmp_path, fake_embeddings
 ):
     plan = ShiftPlan(length=40)
     config = OnlineBenchConfig(data=str(routerbench_dir), out="unused", limit=150, seed=0, shift=plan)
     config.trainer_options = {"moe": ["--epochs", "1", "--val-fraction", "0"]}
-    config.strategy_config = {"moe": {"head": {**COLD_HEAD}}}
     stream = prepare_stream(config)
-    learner = build_learner("moe", "warm", stream, config, tmp_path)
-    live = learner.trainees["moe"].live
     old = [i for i, t in enumerate(stream.train.tasks) if t != plan.new_task]
+    live = build_learner("moe", "warm", stream, config, tmp_path / "seeded").trainees["moe"].live
+    # Every expert's outcome on each of the old tasks' training prompts, once (what `routerllm rate --from` does).
+    np.testing.assert_array_equal(live.head.count, [len(old)] * 4)
+    assert live.config.thompson_scale == 0.1 and not live.head.center.any()
+    new_prompts = stream.train_embeddings[[i for i in range(len(stream.train)) if i not in set(old)]]
+    seen, unseen = live.head.network_share(stream.train_embeddings[old], 0.5), live.head.network_share(new_prompts, 0.5)
+    assert seen.mean() < unseen.mean()  # the offline network keeps more say where the head has seen less
+
+    # --no-warm-head: the head starts at the catalog's means; a centred one is centred on those prompts.
+    config.warm_head = False
+    assert build_learner("moe", "warm", stream, config, tmp_path / "plain").trainees["moe"].live.head.count.sum() == 0
+    config.strategy_config = {"moe": {"head": {**COLD_HEAD}}}
+    live = build_learner("moe", "warm", stream, config, tmp_path / "centred").trainees["moe"].live
     np.testing.assert_allclose(live.head.center, stream.train_embeddings[old].mean(axis=0), atol=1e-6)
     assert live.head.count.sum() == 0  # centred, no outcome observed: the offline fit routes where nothing is known
-    config.strategy_config = {}
-    assert not build_learner("moe", "warm", stream, config, tmp_path / "plain").trainees["moe"].live.head.center.any()
 
 
 @pytest.mark.skipif(not HAS_VW, reason="needs the vowpalwabbit package (the bench extra)")
