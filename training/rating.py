@@ -30,8 +30,8 @@ import yaml
 
 from experts.carbon_meter import CarbonConfig
 from experts.catalog import ExpertCatalog, ExpertSpec
-from router_deployments.deployment_settings import EmbeddingConfig, RouterConfig
 from router_deployments.checkpoints import CheckpointError
+from router_deployments.deployment_settings import EmbeddingConfig, RouterConfig
 from router_deployments.strategies import RoutingStrategy, build_strategy
 from router_deployments.strategies.outcome_head import observe_rated
 from training.data import prepared
@@ -100,8 +100,9 @@ def rated_strategy(
         }
         for j, spec in enumerate(setup.catalog.experts)
     }
+    initial = f"warm from {start}" if start else "cold"
     return strategy, {
-        "initial": f"warm from {start}, head seeded by a rating table" if start else "cold, head seeded by a rating table",
+        "initial": f"{initial}, head seeded by a rating table",
         "n_prompts": len(table),
         **observed,
         "experts": experts,
