@@ -125,7 +125,7 @@ def rate(
     table = prepared.stratified_sample(load_routerbench(data, setup.catalog.columns), limit, seed)
     embeddings = embed_texts(table.prompts, model=setup.embedding.model, max_length=setup.embedding.max_length)
     strategy, summary = rated_strategy(name, setup, table, embeddings, start=start)
-    summary = {"data": data, "config": str(config_path), **summary}
+    summary = {"data": data, "config": str(config_path), "network_weight": strategy.config.network_weight, **summary}
     strategy.save(out, metrics=summary)
     return summary
 

@@ -65,4 +65,9 @@ def run_rate(args: argparse.Namespace) -> int:
         moves = ", ".join(f"{name} {old} -> {new}" for name, (old, new) in changed.items())
         print(f"wrote quality_prior in {args.config}: {moves}")
     print(f"serve it: router.strategies.{args.strategy}.checkpoint: {args.out} (in {args.config})")
+    if args.start and not summary["network_weight"]:
+        print(
+            f"  and network_weight: 0.5 there (bench-online's warm start): at {summary['network_weight']} the fit's "
+            "network never routes, not even where the head has seen nothing"
+        )
     return 0
