@@ -1,10 +1,12 @@
 """A Bayesian linear head on the prompt embedding: what the online learners use to generalise to new prompts.
 
 Per expert j, the outcomes y = [quality, cost_norm, carbon_norm, latency_norm] of a call are modelled as
-    y = prior_j + theta_j^T phi(x) + noise,   phi(x) = [P^T s (x - c), 1],   theta_j ~ N(0, I / ridge),
+    y = prior_j + theta_j^T phi(x) + noise,   phi(x) = [P^T s (x - c), t onehot(k(x)), 1],   theta_j ~ N(0, I / ridge),
 with prior_j the catalog's figures of expert j (its quality prior, i.e. its mean recorded score, and its cost,
 carbon and latency per typical call, on ExpertProfile's [0, 1] scale), P an optional seeded random projection of
-the embedding (`features` columns; 0 keeps the embedding as it is), c a centre and s a scale. A cold head therefore
+the embedding (`features` columns; 0 keeps the embedding as it is), c a centre and s a scale. With `clusters` K > 0,
+phi(x) also holds t * onehot(k(x)), the prompt's type: k(x) is the nearest of K prototypes (k-means on the first
+rating table the head observes, `fit_prototypes`), t the `cluster_scale`. A cold head therefore
 predicts the catalog, which routes like "always the catalog's best expected utility", and moves away per prompt only
 as evidence accrues (ridge shrinkage towards the prior; LinUCB/LinTS keep the same statistics).
 
@@ -14,6 +16,13 @@ of an expert on one task moves its estimate on every other. With `center` on, c 
 prompts the head is set up with (the rating table observe_rated adds, or an offline fit's training prompts), which
 leaves prompts of different tasks nearer orthogonal; s > 1 weakens the shrinkage of the prompt-dependent part
 against the intercept's. The defaults are c = 0 (center off) and s = 1.
+
+Prompt types: 0/1 outcomes are noisy, and a regression on 384 dimensions spreads what a few hundred of them say
+over many directions, so the head learns slowly that an expert is better on a whole kind of prompt (on RouterBench,
+a task). The type one-hot gives each (expert, type) its own offset with prior precision ridge / t^2, which a few
+dozen outcomes of that type settle, while the embedding part still moves the estimate per prompt. The prototypes
+are head state like the centre (in the checkpoint, fixed once the head has observed anything); a head whose
+prototypes were never fitted (no rating table) has an all-zero type block, i.e. routes as a head without types.
 
 The posterior is kept as sufficient statistics, updated exactly once per experience (`observe`), with the
 Sherman-Morrison rank-one update of each expert's covariance C_j = (ridge I + sum phi phi^T)^-1 and
@@ -59,6 +68,15 @@ class OutcomeHeadConfig(BaseModel):
         "(observe_rated); the centre is part of the head's state and checkpoint.",
     )
     scale: float = Field(1.0, gt=0, description="Multiplies the (centred) embedding before the regression.")
+    clusters: int = Field(
+        0,
+        ge=0,
+        description="Prompt types: k-means prototypes fitted on the first rating table the head observes "
+        "(observe_rated); phi then holds a one-hot of the nearest one (0: no types).",
+    )
+    cluster_scale: float = Field(
+        5.0, gt=0, description="Multiplies the type one-hot: a type's offset has prior precision ridge / scale^2."
+    )
     blend: Literal["fixed", "evidence"] = Field(
         "fixed",
         description="How a strategy weighs its network against the head: 'fixed' gives the network network_weight "
@@ -80,8 +98,9 @@ class BayesianOutcomeHead:
             self.projection = rng.standard_normal((embedding_dim, config.features)) / np.sqrt(config.features)
         else:
             self.projection = None
-        self.dim = (config.features or embedding_dim) + 1
+        self.dim = (config.features or embedding_dim) + config.clusters + 1
         self.center = np.zeros(embedding_dim)  # set once, before any observation (set_center)
+        self.prototypes = np.zeros((config.clusters, embedding_dim))  # all zero until fitted (fit_prototypes)
         n = len(self.prior)
         self.cov = np.repeat(np.eye(self.dim)[None] / config.ridge, n, axis=0)  # [n, d, d]
         self.b = np.zeros((n, self.dim, len(OUTCOMES)))  # [n, d, 4]
@@ -93,10 +112,24 @@ class BayesianOutcomeHead:
         x = np.atleast_2d(np.asarray(embeddings, dtype=np.float64))
         if x.shape[1] != self.embedding_dim:
             raise ValueError(f"embedding dim {x.shape[1]} != the head's input dim {self.embedding_dim}")
+        types = self.prompt_types(x)
         x = (x - self.center) * self.config.scale
         if self.projection is not None:
             x = x @ self.projection
-        return np.concatenate([x, np.ones((len(x), 1))], axis=1)
+        return np.concatenate([x, types, np.ones((len(x), 1))], axis=1)
+
+    @property
+    def has_prototypes(self) -> bool:
+        """Whether the prompt types are fitted (a head with `clusters` and no rating table has none)."""
+        return bool(np.any(self.prototypes))
+
+    def prompt_types(self, x: np.ndarray) -> np.ndarray:
+        """[batch, clusters]: cluster_scale at each prompt's nearest prototype, 0 elsewhere (all 0 before fitting)."""
+        out = np.zeros((len(x), self.config.clusters))
+        if self.has_prototypes:
+            nearest = nearest_prototype(x, self.prototypes)
+            out[np.arange(len(x)), nearest] = self.config.cluster_scale
+        return out
 
     def predict(self, embeddings: np.ndarray) -> np.ndarray:
         """Posterior mean outcomes [batch, n_experts, 4] (quality, cost_norm, carbon_norm, latency_norm)."""
@@ -140,6 +173,22 @@ class BayesianOutcomeHead:
             raise ValueError(f"the head has observed {int(self.count.sum())} outcomes; its centre can no longer move")
         self.center = center.copy()
 
+    def fit_prototypes(self, embeddings: np.ndarray) -> None:
+        """Fit the `clusters` prompt types on `embeddings` (seeded k-means, kmeans). Only before the first
+        observation, like the centre: the statistics are kept in phi's coordinates."""
+        k = self.config.clusters
+        if self.count.sum():
+            raise ValueError(f"the head has observed {int(self.count.sum())} outcomes; its prompt types are fixed")
+        x = np.atleast_2d(np.asarray(embeddings, dtype=np.float64))
+        if x.shape[1] != self.embedding_dim or not np.isfinite(x).all():
+            raise ValueError(f"prompt types are fitted on finite embeddings of width {self.embedding_dim}")
+        if len(np.unique(x, axis=0)) < k:
+            raise ValueError(
+                f"{len(x)} prompts ({len(np.unique(x, axis=0))} distinct) cannot make {k} prompt types: give a larger "
+                f"rating table or a smaller head.clusters"
+            )
+        self.prototypes = kmeans(x, k, self.config.seed)
+
     def observe(self, embeddings: np.ndarray, experts: np.ndarray, outcomes: np.ndarray) -> None:
         """Add each (prompt, expert called, outcomes [4]) once to the posterior."""
         outcomes = np.atleast_2d(np.asarray(outcomes, dtype=np.float64))
@@ -159,22 +208,28 @@ class BayesianOutcomeHead:
 
     # --- checkpoint --------------------------------------------------------------------------------------
     def layout(self) -> dict[str, Any]:
-        """What the statistics' meaning depends on besides the catalog: phi's input width, projection, scale and
-        the prior precision the covariances started from. A checkpoint records it (RoutingStrategy.save) and a head
-        with another layout refuses the statistics (RoutingStrategy.load); `center` and `blend` do not change them."""
+        """What the statistics' meaning depends on besides the catalog: phi's input width, projection, scale, prompt
+        types and the prior precision the covariances started from. A checkpoint records it (RoutingStrategy.save)
+        and a head with another layout refuses the statistics (RoutingStrategy.load); `center` and `blend` do not
+        change them."""
         cfg = self.config
-        return {
+        layout = {
             "embedding_dim": self.embedding_dim,
             "features": cfg.features,
             "projection_seed": cfg.seed if cfg.features else None,
             "scale": cfg.scale,
             "ridge": cfg.ridge,
         }
+        if cfg.clusters:  # only then, so that checkpoints of heads without types keep their layout
+            layout.update(clusters=cfg.clusters, cluster_scale=cfg.cluster_scale)
+        return layout
 
     def state_dict(self, prefix: str = "head.") -> dict[str, Any]:
-        """The sufficient statistics, the centre they are kept around and the prior their residuals are taken
-        from, as float64 tensors."""
+        """The sufficient statistics, the centre they are kept around, the prompt types (with `clusters`) and the
+        prior their residuals are taken from, as float64 tensors."""
+        types = {f"{prefix}prototypes": torch.from_numpy(self.prototypes.copy())} if self.config.clusters else {}
         return {
+            **types,
             f"{prefix}center": torch.from_numpy(self.center.copy()),
             f"{prefix}prior": torch.from_numpy(self.prior.copy()),
             f"{prefix}cov": torch.from_numpy(self.cov.copy()),
@@ -189,8 +244,9 @@ class BayesianOutcomeHead:
         table's catalog, a catalog whose figures changed since) are rebased onto this head's (`rebase`): the same
         observations, read against this catalog."""
         state = {f"{prefix}center": np.zeros(self.embedding_dim), f"{prefix}prior": self.prior, **state}
+        names = ("center", "prior", "cov", "b", "count") + (("prototypes",) if self.config.clusters else ())
         loaded = {}
-        for name in ("center", "prior", "cov", "b", "count"):
+        for name in names:
             key = f"{prefix}{name}"
             if key not in state:
                 raise KeyError(f"missing {key} in the head's state")
@@ -201,6 +257,7 @@ class BayesianOutcomeHead:
                 raise ValueError(f"{key} holds non-finite values")
             loaded[name] = value.astype(np.float64).copy()
         self.center, self.cov, self.b, self.count = loaded["center"], loaded["cov"], loaded["b"], loaded["count"]
+        self.prototypes = loaded.get("prototypes", self.prototypes)
         self.b = rebased_residuals(self.cov, self.b, loaded["prior"], self.prior, self.config.ridge)
 
 
@@ -220,6 +277,33 @@ def rebased_residuals(
         phi_sum[-1] -= ridge
         out[j] += np.outer(phi_sum, delta[j])
     return out
+
+
+def nearest_prototype(x: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
+    """Index of the nearest prototype (Euclidean; on unit embeddings the most cosine-similar) of each row of x."""
+    d2 = (x * x).sum(1)[:, None] - 2.0 * x @ prototypes.T + (prototypes * prototypes).sum(1)[None]
+    return d2.argmin(axis=1)
+
+
+def kmeans(x: np.ndarray, k: int, seed: int, iterations: int = 50) -> np.ndarray:
+    """[k, dim] k-means centroids of x: k-means++ seeding from `seed`, then Lloyd's iterations until no prompt
+    changes cluster (at most `iterations`). A cluster left empty keeps its centroid."""
+    rng = np.random.default_rng(seed)
+    centroids = [x[rng.integers(len(x))]]
+    for _ in range(1, k):
+        d2 = np.min([((x - c) ** 2).sum(1) for c in centroids], axis=0)
+        centroids.append(x[rng.choice(len(x), p=d2 / d2.sum())])
+    centroids = np.array(centroids)
+    assigned = None
+    for _ in range(iterations):
+        nearest = nearest_prototype(x, centroids)
+        if assigned is not None and (nearest == assigned).all():
+            break
+        assigned = nearest
+        for j in range(k):
+            if (nearest == j).any():
+                centroids[j] = x[nearest == j].mean(axis=0)
+    return centroids
 
 
 def thompson_probs(mean: np.ndarray, spread: np.ndarray, nodes: int = THOMPSON_NODES) -> np.ndarray:
@@ -286,7 +370,8 @@ def observe_rated(
     per prompt instead of the catalog's means alone, the way PILOT starts its LinUCB from an offline preference prior
     and vLLM Semantic Router seeds its Beta posteriors with offline quality. Carbon and latency are recorded per
     call by no such table: they stay at the catalog's figures (no residual). A fresh head with `center` on is
-    centred on these prompts' mean embedding first. Returns {"head_observed": n}."""
+    centred on these prompts' mean embedding first, and one with `clusters` fits its prompt types on them.
+    Returns {"head_observed": n}."""
     scores, costs = np.asarray(scores, dtype=np.float64), np.asarray(costs, dtype=np.float64)
     n_prompts, n_experts = scores.shape
     if costs.shape != scores.shape or len(embeddings) != n_prompts or n_experts != len(head.prior):
@@ -297,6 +382,8 @@ def observe_rated(
     cost_scale = outcome_scales(profile)[0]
     if head.config.center and not head.count.sum():
         head.set_center(np.asarray(embeddings, dtype=np.float64).mean(axis=0))
+    if head.config.clusters and not head.count.sum():
+        head.fit_prototypes(embeddings)
     for j in range(n_experts):
         outcomes = np.stack(
             [

@@ -66,6 +66,12 @@ STRATEGY_CONFIG: dict[str, dict[str, Any]] = {"rl": {**HEAD, "tau": 0.05}, "moe"
 # nor on held-out prompts. Sum over the four settings (seed4/mix4, lam 0.1/0.5) of the stream average minus the best
 # fixed expert: uncentred ridge 30 at scale 0.15 +0.014, at 0.1 +0.015; ridge 15 / 60 +0.017 / +0.007; centred x1.3
 # +0.019; centred x1.6 at 0.1 +0.027, at 0.2 +0.012; PCA-whitened 16-64 dims -0.007 to -0.018.
+# Since session 18 cold heads also learn per prompt type (outcome_head.py, `clusters`: k-means prototypes of the rating
+# table, a one-hot offset per type with prior precision ridge / 5^2) and the embedding part keeps scale 1.0. Chosen in
+# scratch numpy replays of the head on data seeds 3-9 (two draws each, 56 runs a variant), summed over the four
+# settings as above: the head above +0.029; with 6 types at embedding scale 1.6 +0.037, 1.0 +0.039, 0.5 +0.039; type
+# scale 3 / 10 +0.040 / +0.038; 4 types +0.047, 8 types +0.030; 3 types alone (no embedding part, greedy) +0.045.
+# 4 types beat the head above on seed4 lam 0.1 in 7 of 7 data seeds, and on 6, 5 and 6 of 7 on the other settings.
 # Warm starts keep the uncentred head (centring it on the training prompts lowered phase 2 of --shift, README).
 # Their head observes every expert's outcome on the rows the offline fit trained on (OnlineBenchConfig.warm_head,
 # warm_head_checkpoint: what `routerllm rate --from FIT` serves), and they explore by Thompson sampling at 0.1 on
@@ -73,7 +79,7 @@ STRATEGY_CONFIG: dict[str, dict[str, Any]] = {"rl": {**HEAD, "tau": 0.05}, "moe"
 # router): rl-warm's phase 2 +0.006 +- 0.004 a run (13 of 16 up), moe-warm +0.003 +- 0.004, against heads that
 # start at the catalog's means without Thompson sampling; the head observing the rows without Thompson sampling:
 # rl -0.005, moe -0.001 a run.
-COLD_HEAD: dict[str, Any] = {**HEAD["head"], "center": True, "scale": 1.6}
+COLD_HEAD: dict[str, Any] = {**HEAD["head"], "center": True, "scale": 1.0, "clusters": 4, "cluster_scale": 5.0}
 START_CONFIG: dict[str, dict[str, Any]] = {
     "cold": {"thompson_scale": 0.1, "head": COLD_HEAD},
     "warm": {"network_weight": 0.5, "thompson_scale": 0.1},
@@ -188,8 +194,9 @@ def warm_head_checkpoint(
 ) -> str:
     """The offline fit at `warm` under the online strategy config, its head prepared on the training `rows` it was
     fitted on: with `observe`, the head observes every expert's outcome on them (outcome_head.observe_rated, which
-    also centres a head with `center` on), as `routerllm rate --from` does for a served one; without, a head with
-    `center` on is only centred on their mean embedding (BayesianOutcomeHead.set_center)."""
+    also centres a head with `center` on and fits the prompt types of one with `clusters`), as `routerllm rate --from`
+    does for a served one; without, a head with `center` on is only centred on their mean embedding
+    (BayesianOutcomeHead.set_center) and given its prompt types (fit_prototypes)."""
     cls = get_strategy_class(name)
     strategy = cls(stream.catalog, cls.Config(**strategy_config))
     strategy.load(warm)
@@ -198,7 +205,10 @@ def warm_head_checkpoint(
         observe_rated(strategy.head, stream.train_embeddings[rows], table.scores, table.costs, strategy.profile)
         initial = f"warm from {warm}, head seeded by its {len(rows)} training prompts"
     else:
-        strategy.head.set_center(stream.train_embeddings[rows].mean(axis=0))
+        if strategy.head.config.center:
+            strategy.head.set_center(stream.train_embeddings[rows].mean(axis=0))
+        if strategy.head.config.clusters:
+            strategy.head.fit_prototypes(stream.train_embeddings[rows])
         initial = f"warm from {warm}, head centred on {len(rows)} training prompts"
     path = root / "warm-head" / name
     strategy.save(path, metrics={"initial": initial})

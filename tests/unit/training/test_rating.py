@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+from router_deployments.checkpoints import CheckpointError
 from router_deployments.strategies import RouteContext, build_strategy
 from serve_app.config import DEFAULT_CONFIG, load_config
 from training.cli import main
@@ -166,3 +167,23 @@ def test_rate_from_an_offline_fit_keeps_its_network_and_seeds_its_head(routerben
         with pytest.raises(SystemExit, match=rf"--from {start}: .*{message}"):
             main(["rate", "moe", "--data", str(table), "--from", str(start), "--out", str(tmp_path / "x")])
     assert not (tmp_path / "x").exists()
+
+
+def test_a_served_head_with_prompt_types_fits_them_on_the_rating_table(routerbench_dir, tmp_path):
+    """`clusters` in a served head's config: `rate` fits the prompt types on the table (outcome_head.py), the
+    checkpoint carries them, and a router configured without types refuses it by name."""
+    plain = "moe: {quality_prior_weight: 1.0, seed: 0, head: {ridge: 30, blend: evidence}"
+    text = Path(DEFAULT_CONFIG).read_text()
+    assert plain in text
+    config_path = tmp_path / "typed.yaml"
+    config_path.write_text(text.replace(plain, plain[:-1] + ", center: true, clusters: 4}"))
+    out = tmp_path / "moe"
+    rate("moe", str(routerbench_dir), str(out), str(config_path), limit=60, seed=1)
+    config = load_config(config_path)
+    strategy = build_strategy("moe", config.catalog, {**config.router.strategies["moe"], "checkpoint": str(out)})
+    strategy.setup()
+    assert strategy.head.has_prototypes and strategy.head.prototypes.shape == (4, strategy.head.embedding_dim)
+    assert strategy.load(out)["head"]["clusters"] == 4
+    np.testing.assert_array_equal(strategy.head.count, [60, 60, 60, 60])
+    with pytest.raises(CheckpointError, match="clusters: checkpoint 4, router '\\(absent\\)'"):
+        served(out)  # configs/cpu.yaml's head has no types

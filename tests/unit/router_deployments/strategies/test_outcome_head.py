@@ -14,6 +14,7 @@ from router_deployments.strategies.outcome_head import (
     BayesianOutcomeHead,
     OutcomeHeadConfig,
     experience_outcomes,
+    kmeans,
     observe_rated,
 )
 
@@ -151,6 +152,66 @@ def test_a_centred_head_is_the_plain_head_on_shifted_scaled_prompts_and_checkpoi
         centred.set_center(np.zeros(DIM))
     with pytest.raises(ValueError, match="finite"):
         head(catalog).set_center(np.full(DIM, np.nan))
+
+
+def typed_prompts(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """n prompts of two well-apart types (noise around two directions) and each prompt's type."""
+    rng = np.random.default_rng(seed)
+    kind = rng.integers(2, size=n)
+    x = np.eye(DIM)[kind * 3] + 0.1 * rng.normal(size=(n, DIM))
+    return x / np.linalg.norm(x, axis=1, keepdims=True), kind
+
+
+def test_kmeans_finds_well_apart_groups_and_is_seeded():
+    x, kind = typed_prompts(80)
+    centroids = kmeans(x, 2, seed=0)
+    nearest = ((x[:, None] - centroids[None]) ** 2).sum(-1).argmin(1)
+    assert len(set(zip(nearest.tolist(), kind.tolist()))) == 2  # each group is one cluster
+    np.testing.assert_array_equal(kmeans(x, 2, seed=0), centroids)
+
+
+def test_prompt_types_are_fitted_on_the_rating_table_and_checkpointed(catalog):
+    profile = ExpertProfile(catalog)
+    x, kind = typed_prompts(60)
+    rng = np.random.default_rng(2)
+    scores, costs = (rng.random((60, 3)) < 0.5).astype(float), np.tile(profile.cost, (60, 1))
+    typed = head(catalog, clusters=2, cluster_scale=4.0)
+    assert typed.dim == DIM + 2 + 1 and not typed.has_prototypes
+    np.testing.assert_array_equal(typed.phi(x)[:, DIM : DIM + 2], 0.0)  # no types before a rating table
+    observe_rated(typed, x, scores, costs, profile)
+    block = typed.phi(x)[:, DIM : DIM + 2]
+    assert sorted(np.unique(block).tolist()) == [0.0, 4.0] and (block.sum(axis=1) == 4.0).all()  # one type each
+    assert len(set(zip(block.argmax(axis=1).tolist(), kind.tolist()))) == 2
+    np.testing.assert_array_equal(typed.phi(x)[:, -1], 1.0)  # the constant stays last (rebased_residuals)
+    # The types are head state: a checkpoint carries them, and they no longer move once outcomes are observed.
+    fresh = head(catalog, clusters=2, cluster_scale=4.0)
+    fresh.load_state_dict(typed.state_dict())
+    new = typed_prompts(6, seed=5)[0]
+    np.testing.assert_allclose(fresh.predict(new), typed.predict(new))
+    np.testing.assert_allclose(fresh.posterior_sd(new), typed.posterior_sd(new))
+    with pytest.raises(ValueError, match="prompt types are fixed"):
+        typed.fit_prototypes(x)
+    with pytest.raises(ValueError, match="cannot make 5 prompt types"):
+        head(catalog, clusters=5).fit_prototypes(x[:3])
+    assert "head.prototypes" not in head(catalog).state_dict()  # a head without types keeps its old state
+
+
+def test_prompt_types_learn_a_kind_of_prompt_from_fewer_outcomes(catalog):
+    """'fair' is right on every prompt of type 1 and wrong on type 0, 'good' the reverse: after 20 outcomes each, the
+    typed head's quality estimates per type are near the truth, while the plain head's are still shrunk towards the
+    catalog (ridge 30 spread over the embedding's directions)."""
+    rating = typed_prompts(40, seed=1)[0]
+    served, kind = typed_prompts(20, seed=2)
+    heads = {"typed": head(catalog, ridge=30.0, clusters=2), "plain": head(catalog, ridge=30.0)}
+    heads["typed"].fit_prototypes(rating)
+    for h in heads.values():
+        for j in (0, 1):
+            q = (kind == j).astype(float)
+            h.observe(served, np.full(20, j), np.stack([q, np.zeros(20), np.zeros(20), np.zeros(20)], 1))
+    new, new_kind = typed_prompts(200, seed=3)
+    truth = np.stack([new_kind == 0, new_kind == 1], axis=1).astype(float)
+    error = {name: np.abs(h.predict(new)[:, :2, 0] - truth).mean() for name, h in heads.items()}
+    assert error["typed"] < 0.2 < 0.3 < error["plain"], error
 
 
 def test_statistics_kept_around_another_catalog_are_rebased_onto_this_ones(catalog):
