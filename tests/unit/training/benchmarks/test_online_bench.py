@@ -109,6 +109,9 @@ def test_a_cold_learner_starts_from_the_rating_table_and_only_with_the_rating_pr
     np.testing.assert_allclose(learner.trainees[name].live.head.predict(probe), expected.predict(probe), atol=1e-9)
     centre = stream.rating_embeddings.mean(axis=0)
     np.testing.assert_allclose(learner.trainees[name].live.head.center, centre, atol=1e-6)
+    # The prompt types are fitted on the rating table too, and travel with the published policy.
+    np.testing.assert_allclose(learner.trainees[name].live.head.prototypes, expected.prototypes)
+    assert learner.trainees[name].live.head.prototypes.shape[0] == COLD_HEAD["clusters"] > 0
 
     config.rating_prior = False
     plain = build_learner(name, "cold", stream, config, tmp_path / "without")
