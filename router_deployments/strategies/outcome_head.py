@@ -175,19 +175,17 @@ class BayesianOutcomeHead:
 
     def fit_prototypes(self, embeddings: np.ndarray) -> None:
         """Fit the `clusters` prompt types on `embeddings` (seeded k-means, kmeans). Only before the first
-        observation, like the centre: the statistics are kept in phi's coordinates."""
-        k = self.config.clusters
+        observation, like the centre: the statistics are kept in phi's coordinates. A table with fewer distinct
+        prompts than `clusters` gives one type per distinct prompt; the rest repeat the first prototype, so that no
+        prompt is ever nearest to them (nearest_prototype keeps the first of equals) and their features stay 0."""
         if self.count.sum():
             raise ValueError(f"the head has observed {int(self.count.sum())} outcomes; its prompt types are fixed")
         x = np.atleast_2d(np.asarray(embeddings, dtype=np.float64))
-        if x.shape[1] != self.embedding_dim or not np.isfinite(x).all():
-            raise ValueError(f"prompt types are fitted on finite embeddings of width {self.embedding_dim}")
-        if len(np.unique(x, axis=0)) < k:
-            raise ValueError(
-                f"{len(x)} prompts ({len(np.unique(x, axis=0))} distinct) cannot make {k} prompt types: give a larger "
-                f"rating table or a smaller head.clusters"
-            )
-        self.prototypes = kmeans(x, k, self.config.seed)
+        if x.shape[1] != self.embedding_dim or not len(x) or not np.isfinite(x).all():
+            raise ValueError(f"prompt types are fitted on one or more finite embeddings of width {self.embedding_dim}")
+        k = min(self.config.clusters, len(np.unique(x, axis=0)))
+        prototypes = kmeans(x, k, self.config.seed)
+        self.prototypes = np.concatenate([prototypes, np.repeat(prototypes[:1], self.config.clusters - k, axis=0)])
 
     def observe(self, embeddings: np.ndarray, experts: np.ndarray, outcomes: np.ndarray) -> None:
         """Add each (prompt, expert called, outcomes [4]) once to the posterior."""

@@ -191,8 +191,12 @@ def test_prompt_types_are_fitted_on_the_rating_table_and_checkpointed(catalog):
     np.testing.assert_allclose(fresh.posterior_sd(new), typed.posterior_sd(new))
     with pytest.raises(ValueError, match="prompt types are fixed"):
         typed.fit_prototypes(x)
-    with pytest.raises(ValueError, match="cannot make 5 prompt types"):
-        head(catalog, clusters=5).fit_prototypes(x[:3])
+    # Fewer distinct prompts than types: one type each, and the spare types never match a prompt.
+    small = head(catalog, clusters=5)
+    small.fit_prototypes(x[[0, 1, 1]])
+    assert small.has_prototypes and set(small.phi(x)[:, DIM : DIM + 5].argmax(axis=1)) <= {0, 1}
+    with pytest.raises(ValueError, match="finite embeddings"):
+        head(catalog, clusters=2).fit_prototypes(np.full((4, DIM), np.nan))
     assert "head.prototypes" not in head(catalog).state_dict()  # a head without types keeps its old state
 
 
