@@ -288,9 +288,10 @@ def kmeans(x: np.ndarray, k: int, seed: int, iterations: int = 50) -> np.ndarray
     changes cluster (at most `iterations`). A cluster left empty keeps its centroid."""
     rng = np.random.default_rng(seed)
     centroids = [x[rng.integers(len(x))]]
+    d2 = ((x - centroids[0]) ** 2).sum(1)  # squared distance of each prompt to its nearest centroid so far
     for _ in range(1, k):
-        d2 = np.min([((x - c) ** 2).sum(1) for c in centroids], axis=0)
         centroids.append(x[rng.choice(len(x), p=d2 / d2.sum())])
+        d2 = np.minimum(d2, ((x - centroids[-1]) ** 2).sum(1))
     centroids = np.array(centroids)
     assigned = None
     for _ in range(iterations):

@@ -195,8 +195,8 @@ def warm_head_checkpoint(
     """The offline fit at `warm` under the online strategy config, its head prepared on the training `rows` it was
     fitted on: with `observe`, the head observes every expert's outcome on them (outcome_head.observe_rated, which
     also centres a head with `center` on and fits the prompt types of one with `clusters`), as `routerllm rate --from`
-    does for a served one; without, a head with `center` on is only centred on their mean embedding
-    (BayesianOutcomeHead.set_center) and given its prompt types (fit_prototypes)."""
+    does for a served one; without, the head observes nothing: one with `center` on is only centred on their mean
+    embedding (BayesianOutcomeHead.set_center), one with `clusters` only given its prompt types (fit_prototypes)."""
     cls = get_strategy_class(name)
     strategy = cls(stream.catalog, cls.Config(**strategy_config))
     strategy.load(warm)
@@ -209,7 +209,7 @@ def warm_head_checkpoint(
             strategy.head.set_center(stream.train_embeddings[rows].mean(axis=0))
         if strategy.head.config.clusters:
             strategy.head.fit_prototypes(stream.train_embeddings[rows])
-        initial = f"warm from {warm}, head centred on {len(rows)} training prompts"
+        initial = f"warm from {warm}, head centred or typed on {len(rows)} training prompts"
     path = root / "warm-head" / name
     strategy.save(path, metrics={"initial": initial})
     return str(path)
@@ -291,7 +291,7 @@ def build_learner(name: str, start: str, stream: Stream, config: OnlineBenchConf
     if start == "warm":
         initial = warm_checkpoint(name, stream, config, root)
         head = strategy_config.get("head") or {}
-        if head and (config.warm_head or head.get("center")):
+        if head and (config.warm_head or head.get("center") or head.get("clusters")):
             initial = warm_head_checkpoint(
                 name, strategy_config, stream, initial, warm_rows(stream, config), config.warm_head, root
             )

@@ -191,6 +191,10 @@ def test_prompt_types_are_fitted_on_the_rating_table_and_checkpointed(catalog):
     np.testing.assert_allclose(fresh.posterior_sd(new), typed.posterior_sd(new))
     with pytest.raises(ValueError, match="prompt types are fixed"):
         typed.fit_prototypes(x)
+    with pytest.raises(ValueError, match="head.prototypes holds non-finite"):  # a corrupt checkpoint
+        fresh.load_state_dict({**typed.state_dict(), "head.prototypes": np.full((2, DIM), np.nan)})
+    with pytest.raises(KeyError, match="missing head.prototypes"):
+        fresh.load_state_dict({k: v for k, v in typed.state_dict().items() if k != "head.prototypes"})
     # Fewer distinct prompts than types: one type each, and the spare types never match a prompt.
     small = head(catalog, clusters=5)
     small.fit_prototypes(x[[0, 1, 1]])

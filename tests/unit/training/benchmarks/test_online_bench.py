@@ -186,6 +186,7 @@ def test_a_warm_head_observes_its_fits_training_prompts_and_nothing_of_the_new_t
     config.strategy_config = {"moe": {"head": {**COLD_HEAD}}}
     live = build_learner("moe", "warm", stream, config, tmp_path / "centred").trainees["moe"].live
     np.testing.assert_allclose(live.head.center, stream.train_embeddings[old].mean(axis=0), atol=1e-6)
+    assert live.head.has_prototypes  # and given its prompt types on them
     assert live.head.count.sum() == 0  # centred, no outcome observed: the offline fit routes where nothing is known
 
 
